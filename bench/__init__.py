@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` writes JSON figures to bench/results/."""

@@ -1,0 +1,1 @@
+"""Checks and watchers, one module each, discovered by guard.registry."""

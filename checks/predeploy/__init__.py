@@ -1,0 +1,1 @@
+"""Pre-deploy checks (IDs 001-099)."""

@@ -1,0 +1,128 @@
+"""The `guard` command: thin verbs over guard.gate (and, later, watch and remediate)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from guard.exitcodes import ExitCode
+from guard.models import InputError, Severity
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """Options shared by every verb."""
+
+    config: Path | None
+    debug: bool
+
+
+def _fail(message: str, code: ExitCode) -> None:
+    click.echo(f"guard: {message}", err=True)
+    sys.exit(int(code))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="deploy-guard", prog_name="guard")
+@click.option("--config", type=click.Path(path_type=Path), help="guard.toml (default: ./guard.toml or "
+              "[tool.guard] in ./pyproject.toml).")
+@click.option("--debug", is_flag=True, help="Print tracebacks of crashed checks to stderr.")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, debug: bool) -> None:
+    """deploy-guard: stop broken deploys before they land.
+
+    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage or input error, 3 could not verify.
+    """
+    ctx.obj = GlobalOptions(config, debug)
+
+
+@main.command()
+@click.option("--plan", "plans", multiple=True, type=click.Path(path_type=Path),
+              help="`terraform show -json` output, or a binary plan file (needs terraform on PATH).")
+@click.option("--task-def", "task_defs", multiple=True, type=click.Path(path_type=Path),
+              help="ECS task definition JSON (registered or rendered).")
+@click.option("--service", "services", multiple=True, metavar="CLUSTER/SERVICE",
+              help="A live ECS service; combine with --image to check a new image for it.")
+@click.option("--image", "images", multiple=True, metavar="CONTAINER=URI",
+              help="New image for a container of the --service(s).")
+@click.option("--lambda", "lambdas", multiple=True, metavar="FUNCTION", help="A live image-based Lambda.")
+@click.option("--image-uri", "image_uris", multiple=True, metavar="URI",
+              help="New image for the --lambda at the same position.")
+@click.option("--parity", nargs=2, metavar="STAGING PROD",
+              help="Compare two configs: files, ecs:CLUSTER/SERVICE or lambda:FUNCTION.")
+@click.option("--sha", help="Commit being deployed (default: GITHUB_SHA).")
+@click.option("--repository", help="owner/repo whose builds to check (default: GITHUB_REPOSITORY).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--fail-on", type=click.Choice([s.value for s in Severity]), default=None,
+              help="Lowest severity that fails the run (default: error, or fail_on in config).")
+@click.option("--allow-unverified", is_flag=True, help="Exit 0/1 even when something could not be verified.")
+@click.pass_obj
+def check(opts: GlobalOptions, plans: tuple[Path, ...], task_defs: tuple[Path, ...], services: tuple[str, ...],
+          images: tuple[str, ...], lambdas: tuple[str, ...], image_uris: tuple[str, ...],
+          parity: tuple[str, str] | None, sha: str | None, repository: str | None, fmt: str,
+          fail_on: str | None, allow_unverified: bool) -> None:
+    """Verify every image and reference a deploy will use, before it is applied."""
+    from guard import gate
+    from guard.config import load_config
+    from guard.context import CheckContext, Commit
+    from guard.errors import GatewayError
+    from guard.gateways.aws import AwsSession, AwsSettings
+
+    started = time.monotonic()
+    inputs = gate.GateInputs(plans, task_defs, services, images, lambdas, image_uris, parity or None)
+    try:
+        config = load_config(opts.config)
+        aws = AwsSession(AwsSettings(account_roles=config.account_roles))
+        ctx = CheckContext(aws, config, Commit.from_env(repository, sha))
+        plan = gate.build_plan(inputs, ctx)
+    except InputError as exc:
+        _fail(str(exc), ExitCode.USAGE)
+        return
+    except GatewayError as exc:
+        _fail(f"could not read the deploy's inputs: {exc}", ExitCode.UNVERIFIED)
+        return
+    report = gate.run_checks(plan, ctx, allow_unverified=allow_unverified,
+                             fail_on=Severity(fail_on) if fail_on else None, debug=opts.debug, started=started)
+    _emit(report, fmt)
+    sys.exit(int(report.exit_code))
+
+
+def _emit(report: Any, fmt: str) -> None:
+    from guard.report.github import publish
+
+    for line in publish(report):  # the runner reads workflow commands on both streams
+        click.echo(line, err=fmt == "json")
+    if fmt == "json":
+        from guard.report.json_ import render_json
+
+        click.echo(render_json(report))
+    else:
+        from rich.console import Console
+
+        from guard.report.table import render_table
+
+        render_table(report, Console(emoji=False, highlight=False))
+
+
+@main.command("checks")
+def list_checks() -> None:
+    """List every check with its ID, default severity and what it proves."""
+    from guard.docs import render_catalogue
+
+    click.echo(render_catalogue(), nl=False)
+
+
+@main.command()
+def demo() -> None:
+    """Replay the incident on an embedded sandbox (moto + local GitHub): no AWS account needed."""
+    from guard.sandbox.demo import run_demo
+
+    sys.exit(run_demo())

@@ -1,0 +1,1 @@
+"""Typed ports and boto3/PyGithub adapters; every adapter counts its calls."""

@@ -1,0 +1,169 @@
+"""boto3 plumbing: one counted, retrying client per (account, service, region), errors mapped once."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore import xform_name
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
+from guard.errors import AccessDenied, GatewayError, NoCredentials, Throttled, Unreachable
+from guard.gateways.stats import ApiStats
+
+_THROTTLE_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "TooManyRequestsException",
+    "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException", "SlowDown",
+    "ProvisionedThroughputExceededException", "429",
+})
+_DENIED_CODES = frozenset({
+    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException",
+    "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch",
+    "InvalidSignatureException", "AuthFailure", "UnauthorizedException",
+})
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """How AWS is reached; `endpoint_url` falls back to AWS_ENDPOINT_URL inside botocore itself."""
+
+    region: str | None = None
+    max_attempts: int = field(default_factory=lambda: _env_int("AWS_MAX_ATTEMPTS", 5))
+    connect_timeout: float = 5.0
+    read_timeout: float = 20.0
+    account_roles: Mapping[str, str] = field(default_factory=dict)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() and int(value) > 0 else default
+
+
+def map_error(exc: Exception, service: str, operation: str) -> GatewayError | None:
+    """Translate a boto3 exception into a could-not-look error, or None for a business answer."""
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return NoCredentials(service, operation, "no AWS credentials found in the standard chain")
+    if isinstance(exc, NoRegionError):
+        return NoCredentials(service, operation, "no AWS region: set AWS_REGION", code="NoRegion")
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError
+                  | ConnectionClosedError):
+        return Unreachable(service, operation, f"endpoint unreachable: {exc}")
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        meta = exc.response.get("ResponseMetadata", {})
+        code = str(err.get("Code", ""))
+        msg = str(err.get("Message", "")) or str(exc)
+        status = int(meta.get("HTTPStatusCode", 0) or 0)
+        rid = str(meta.get("RequestId", ""))
+        if code in _THROTTLE_CODES or status == 429:
+            return Throttled(service, operation, "throttled after retries", code, rid)
+        if code in _DENIED_CODES or (status == 403 and code in ("403", "")) or "not authorized" in msg:
+            return AccessDenied(service, operation, msg, code or "AccessDenied", rid)
+        if status >= 500:
+            return Unreachable(service, operation, f"server error {status}: {msg}", code, rid)
+        return None
+    if isinstance(exc, BotoCoreError):
+        return Unreachable(service, operation, str(exc))
+    return None
+
+
+def call(client: Any, operation: str, **kwargs: Any) -> dict[str, Any]:
+    """Call `operation` (PascalCase) on a boto3 client; could-not-look errors become GatewayError."""
+    service = client.meta.service_model.service_id
+    method = getattr(client, xform_name(operation))
+    try:
+        result: dict[str, Any] = method(**kwargs)
+    except Exception as exc:
+        mapped = map_error(exc, service, operation)
+        if mapped is not None:
+            raise mapped from exc
+        raise
+    return result
+
+
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of a business ClientError."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class AwsSession:
+    """Creates and caches counted clients; assumes a configured role for another account's registry."""
+
+    def __init__(self, settings: AwsSettings | None = None, stats: ApiStats | None = None) -> None:
+        self.settings = settings or AwsSettings()
+        self.stats = stats or ApiStats()
+        self._lock = threading.Lock()
+        self._base = boto3.session.Session()
+        self._sessions: dict[str, boto3.session.Session] = {}
+        self._clients: dict[tuple[str, str, str], Any] = {}
+        self._config = Config(
+            retries={"mode": "standard", "max_attempts": self.settings.max_attempts},
+            connect_timeout=self.settings.connect_timeout,
+            read_timeout=self.settings.read_timeout,
+            max_pool_connections=32,
+        )
+
+    @property
+    def default_region(self) -> str:
+        """Region from settings, AWS_REGION or the profile; `us-east-1` as the last resort."""
+        return (self.settings.region or os.environ.get("AWS_REGION") or self._base.region_name
+                or "us-east-1")
+
+    def client(self, service: str, region: str | None = None, account: str | None = None) -> Any:
+        """A thread-safe, counted client; `account` selects an assumed role when one is configured."""
+        region = region or self.default_region
+        role_account = account if account and account in self.settings.account_roles else ""
+        key = (role_account, service, region)
+        with self._lock:
+            cached = self._clients.get(key)
+            if cached is None:
+                session = self._session_for(role_account)
+                cached = session.client(service, region_name=region, config=self._config)
+                cached.meta.events.register("before-call", self._count_call)
+                cached.meta.events.register("before-send", self._count_attempt)
+                self._clients[key] = cached
+            return cached
+
+    def _session_for(self, account: str) -> boto3.session.Session:
+        if not account:
+            return self._base
+        session = self._sessions.get(account)
+        if session is None:
+            sts = self._base.client("sts", region_name=self.default_region, config=self._config)
+            sts.meta.events.register("before-call", self._count_call)
+            role = self.settings.account_roles[account]
+            creds = call(sts, "AssumeRole", RoleArn=role, RoleSessionName="deploy-guard")["Credentials"]
+            session = boto3.session.Session(
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"],
+            )
+            self._sessions[account] = session
+        return session
+
+    def _count_call(self, event_name: str, **kwargs: Any) -> None:
+        self.stats.call(_api_name(event_name))
+
+    def _count_attempt(self, event_name: str, **kwargs: Any) -> None:
+        self.stats.attempt(_api_name(event_name))
+
+
+def _api_name(event_name: str) -> str:
+    """`before-call.ecr.BatchGetImage` -> `ecr:BatchGetImage`."""
+    _, service, operation = event_name.split(".", 2)
+    return f"{service}:{operation}"

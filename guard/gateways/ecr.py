@@ -1,0 +1,199 @@
+"""ECR read port: image existence in batches of 100 IDs per repository, and image platforms."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from guard.errors import GatewayError, Unreachable
+from guard.gateways.aws import AwsSession, call, error_code
+from guard.models import ImageRef
+
+BATCH = 100
+INDEX_TYPES = frozenset({
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+})
+ACCEPTED_TYPES = [
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    *sorted(INDEX_TYPES),
+]
+
+
+class ImageStatus(StrEnum):
+    """What ECR said about one image reference."""
+
+    PRESENT = "present"
+    ABSENT = "absent"
+    NO_REPOSITORY = "no_repository"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """The answer for one image reference: present with its manifest, or absent."""
+
+    ref: ImageRef
+    status: ImageStatus
+    digest: str | None = None
+    media_type: str | None = None
+    manifest: str | None = None
+
+    @property
+    def is_index(self) -> bool:
+        """True for a multi-platform image index / manifest list."""
+        return self.media_type in INDEX_TYPES
+
+
+Lookup = ImageInfo | GatewayError
+
+
+class EcrReader(Protocol):
+    """What checks need from ECR."""
+
+    def lookup(self, refs: Iterable[ImageRef]) -> dict[str, Lookup]:
+        """Answer for every ECR reference, keyed by URI (batched, cached)."""
+
+    def platforms(self, info: ImageInfo) -> frozenset[str] | GatewayError:
+        """The `os/arch` platforms an image runs on (from its index or its config blob)."""
+
+
+def _chunks(items: list[dict[str, str]], size: int) -> Iterator[list[dict[str, str]]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _image_id(ref: ImageRef) -> dict[str, str]:
+    # A `repo:tag@digest` reference is resolved by digest, as ECS and Lambda do.
+    return {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag or "latest"}
+
+
+class Boto3Ecr:
+    """ECR adapter: one BatchGetImage per 100 IDs per repository, repositories in parallel."""
+
+    def __init__(self, aws: AwsSession, workers: int = 8, blob_timeout: float = 15.0) -> None:
+        self.aws = aws
+        self.workers = workers
+        self.blob_timeout = blob_timeout
+        self._lock = threading.Lock()
+        self._images: dict[str, Lookup] = {}
+        self._platforms: dict[tuple[str, str, str, str], frozenset[str] | GatewayError] = {}
+
+    def lookup(self, refs: Iterable[ImageRef]) -> dict[str, Lookup]:
+        """Answer for every ECR reference, keyed by URI; each distinct image ID is asked for once."""
+        wanted = {r.uri: r for r in refs if r.is_ecr}
+        with self._lock:
+            todo = [r for uri, r in wanted.items() if uri not in self._images]
+        groups: dict[tuple[str, str, str], list[ImageRef]] = {}
+        for ref in todo:
+            groups.setdefault(ref.key, []).append(ref)
+        if groups:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(groups))) as pool:
+                for answers in pool.map(self._lookup_repository, groups.values()):
+                    with self._lock:
+                        self._images.update(answers)
+        with self._lock:
+            return {uri: self._images[uri] for uri in wanted}
+
+    def _lookup_repository(self, refs: list[ImageRef]) -> dict[str, Lookup]:
+        first = refs[0]
+        client = self.aws.client("ecr", first.region, first.account)
+        ids: dict[tuple[str, str], dict[str, str]] = {}
+        for ref in refs:
+            iid = _image_id(ref)
+            ids.setdefault(next(iter(iid.items())), iid)
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        try:
+            for chunk in _chunks(list(ids.values()), BATCH):
+                self.aws.stats.batch("ecr:BatchGetImage", len(chunk))
+                resp = call(client, "BatchGetImage", registryId=first.account, repositoryName=first.repository,
+                            imageIds=chunk, acceptedMediaTypes=ACCEPTED_TYPES)
+                for image in resp.get("images", []):
+                    iid = image.get("imageId", {})
+                    if "imageTag" in iid:
+                        found[("imageTag", iid["imageTag"])] = image
+                    if "imageDigest" in iid:
+                        found[("imageDigest", iid["imageDigest"])] = image
+        except GatewayError as exc:
+            return {r.uri: exc for r in refs}
+        except ClientError as exc:
+            if error_code(exc) == "RepositoryNotFoundException":
+                return {r.uri: ImageInfo(r, ImageStatus.NO_REPOSITORY) for r in refs}
+            return {r.uri: GatewayError("ECR", "BatchGetImage", str(exc), error_code(exc)) for r in refs}
+        out: dict[str, Lookup] = {}
+        for ref in refs:
+            image = found.get(next(iter(_image_id(ref).items())))
+            if image is None:
+                out[ref.uri] = ImageInfo(ref, ImageStatus.ABSENT)
+            else:
+                out[ref.uri] = ImageInfo(ref, ImageStatus.PRESENT, image["imageId"].get("imageDigest"),
+                                         image.get("imageManifestMediaType"), image.get("imageManifest"))
+        return out
+
+    def platforms(self, info: ImageInfo) -> frozenset[str] | GatewayError:
+        """Platforms from the index entries (attestations skipped) or from the config blob."""
+        key = (*info.ref.key, info.digest or "")
+        with self._lock:
+            cached = self._platforms.get(key)
+        if cached is None:
+            cached = self._read_platforms(info)
+            with self._lock:
+                self._platforms[key] = cached
+        return cached
+
+    def _read_platforms(self, info: ImageInfo) -> frozenset[str] | GatewayError:
+        try:
+            manifest = json.loads(info.manifest or "{}")
+        except json.JSONDecodeError:
+            return Unreachable("ECR", "BatchGetImage", "image manifest is not valid JSON", "BadManifest")
+        if info.is_index:
+            plats = set()
+            for entry in manifest.get("manifests", []):
+                p = entry.get("platform") or {}
+                if p.get("architecture") and p.get("architecture") != "unknown":
+                    plats.add(f"{p.get('os', 'linux')}/{p['architecture']}")
+            return frozenset(plats)
+        if "architecture" in manifest:  # Docker schema 1 carries it inline
+            return frozenset({f"linux/{manifest['architecture']}"})
+        config_digest = (manifest.get("config") or {}).get("digest")
+        if not config_digest:
+            return Unreachable("ECR", "BatchGetImage", "manifest has no config descriptor", "BadManifest")
+        try:
+            config = self._config_blob(info.ref, config_digest)
+        except GatewayError as exc:
+            return exc
+        return frozenset({f"{config.get('os', 'linux')}/{config.get('architecture', 'unknown')}"})
+
+    def _config_blob(self, ref: ImageRef, digest: str) -> dict[str, Any]:
+        client = self.aws.client("ecr", ref.region, ref.account)
+        try:
+            url = call(client, "GetDownloadUrlForLayer", registryId=ref.account, repositoryName=ref.repository,
+                       layerDigest=digest)["downloadUrl"]
+        except ClientError as exc:
+            raise GatewayError("ECR", "GetDownloadUrlForLayer", f"config blob {digest}: {exc}",
+                               error_code(exc)) from exc
+        self.aws.stats.call("ecr:LayerDownload")
+        try:
+            blob = self._download(url)
+            parsed: dict[str, Any] = json.loads(blob)
+        except (urllib.error.URLError, OSError, json.JSONDecodeError, ValueError) as exc:
+            raise Unreachable("ECR", "LayerDownload", f"could not read config blob {digest}: {exc}") from exc
+        return parsed
+
+    @retry(retry=retry_if_exception_type((urllib.error.URLError, ConnectionError, TimeoutError)),
+           stop=stop_after_attempt(3), wait=wait_random_exponential(multiplier=0.05, max=1.0), reraise=True)
+    def _download(self, url: str) -> bytes:
+        with urllib.request.urlopen(url, timeout=self.blob_timeout) as resp:
+            data: bytes = resp.read(4 * 1024 * 1024)
+            return data

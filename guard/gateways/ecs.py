@@ -1,0 +1,72 @@
+"""ECS read port: services in batches of 10, task definitions cached."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from guard.errors import GatewayError
+from guard.gateways.aws import AwsSession, call, error_code
+
+SERVICES_PER_CALL = 10
+
+
+class Boto3Ecs:
+    """ECS adapter with a task-definition cache shared by every caller in the run."""
+
+    def __init__(self, aws: AwsSession) -> None:
+        self.aws = aws
+        self._lock = threading.Lock()
+        self._task_defs: dict[str, dict[str, Any] | None] = {}
+
+    def services(self, cluster: str, names: list[str], region: str | None = None
+                 ) -> dict[str, dict[str, Any] | None]:
+        """Describe services by name (None for MISSING); 10 per call."""
+        client = self.aws.client("ecs", region)
+        out: dict[str, dict[str, Any] | None] = {}
+        for i in range(0, len(names), SERVICES_PER_CALL):
+            chunk = names[i : i + SERVICES_PER_CALL]
+            self.aws.stats.batch("ecs:DescribeServices", len(chunk))
+            try:
+                resp = call(client, "DescribeServices", cluster=cluster, services=chunk)
+            except ClientError as exc:
+                if error_code(exc) == "ClusterNotFoundException":
+                    return dict.fromkeys(names)
+                raise GatewayError("ECS", "DescribeServices", str(exc), error_code(exc)) from exc
+            for svc in resp.get("services", []):
+                out[svc["serviceName"]] = svc
+        return {n: out.get(n) for n in names}
+
+    def task_definition(self, arn: str, region: str | None = None) -> dict[str, Any] | None:
+        """The registered task definition (None when it does not exist); cached per ARN."""
+        with self._lock:
+            if arn in self._task_defs:
+                return self._task_defs[arn]
+        try:
+            td: dict[str, Any] | None = call(self.aws.client("ecs", region), "DescribeTaskDefinition",
+                                             taskDefinition=arn)["taskDefinition"]
+        except ClientError as exc:
+            if error_code(exc) not in ("ClientException", "InvalidParameterException"):
+                raise GatewayError("ECS", "DescribeTaskDefinition", str(exc), error_code(exc)) from exc
+            td = None
+        with self._lock:
+            self._task_defs[arn] = td
+        return td
+
+
+class Boto3Lambda:
+    """Lambda adapter: one GetFunction per function."""
+
+    def __init__(self, aws: AwsSession) -> None:
+        self.aws = aws
+
+    def function(self, name: str, region: str | None = None) -> dict[str, Any] | None:
+        """GetFunction output, or None when the function does not exist."""
+        try:
+            return call(self.aws.client("lambda", region), "GetFunction", FunctionName=name)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise GatewayError("Lambda", "GetFunction", str(exc), error_code(exc)) from exc

@@ -1,0 +1,238 @@
+"""Frozen value types shared by the gate, the checks and the reports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NewType
+
+CheckId = NewType("CheckId", str)
+
+_ECR_HOST = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$"
+)
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_MUTABLE_TAGS = frozenset({"latest", "main", "master", "develop", "dev", "staging", "prod", "production",
+                           "stable", "edge", "nightly", "head", "trunk"})
+
+
+class Severity(StrEnum):
+    """How bad a finding is; ordered ERROR > WARNING > INFO."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """Numeric order for comparisons (higher is worse)."""
+        return {"info": 0, "warning": 1, "error": 2}[self.value]
+
+
+class Architecture(StrEnum):
+    """CPU architectures in the image-config vocabulary (`amd64`, `arm64`)."""
+
+    AMD64 = "amd64"
+    ARM64 = "arm64"
+
+    @classmethod
+    def parse(cls, value: str) -> Architecture | None:
+        """Map ECS (`X86_64`, `ARM64`), Lambda (`x86_64`, `arm64`) and OCI names to one value."""
+        v = value.strip().lower().replace("-", "_")
+        if v in ("x86_64", "amd64", "x64"):
+            return cls.AMD64
+        if v in ("arm64", "aarch64", "arm64v8"):
+            return cls.ARM64
+        return None
+
+
+class InputError(Exception):
+    """Bad input from the user: exit 2, nothing has been done."""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A parsed container image reference; `registry` is the host part or Docker Hub."""
+
+    uri: str
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+    account: str | None = None
+    region: str | None = None
+
+    @property
+    def is_ecr(self) -> bool:
+        """True for private ECR registries (account and region known from the host)."""
+        return self.account is not None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(account, region, repository): the unit ECR batches on."""
+        return (self.account or "", self.region or "", self.repository)
+
+    @property
+    def reference(self) -> str:
+        """The digest if pinned, else the tag."""
+        return self.digest or self.tag or "latest"
+
+    @property
+    def mutable_tag(self) -> bool:
+        """A tag that routinely moves (latest, branch names) and no digest pin."""
+        if self.digest:
+            return False
+        tag = (self.tag or "latest").lower()
+        return tag in _MUTABLE_TAGS or tag.startswith(("branch-", "feature-", "pr-"))
+
+    @classmethod
+    def parse(cls, uri: str) -> ImageRef:
+        """Parse `host/repo[:tag][@sha256:...]`; raise InputError on nonsense."""
+        raw = uri.strip()
+        if not raw or any(c.isspace() for c in raw) or raw.startswith(("/", ":", "@")) or raw.endswith(":"):
+            raise InputError(f"not an image reference: {uri!r}")
+        rest, digest = raw, None
+        if "@" in rest:
+            rest, digest = rest.split("@", 1)
+            if not _DIGEST.match(digest):
+                raise InputError(f"image {uri!r}: digest must be sha256:<64 hex>, got {digest!r}")
+        first, sep, remainder = rest.partition("/")
+        if sep and ("." in first or ":" in first or first == "localhost"):
+            registry, path = first, remainder
+        else:
+            registry, path = "docker.io", rest
+        tag = None
+        slash = path.rfind("/")
+        colon = path.rfind(":")
+        if colon > slash:
+            path, tag = path[:colon], path[colon + 1 :]
+            if not re.fullmatch(r"[\w][\w.-]{0,127}", tag):
+                raise InputError(f"image {uri!r}: invalid tag {tag!r}")
+        if not path or not re.fullmatch(r"[a-z0-9]+(?:[._/-][a-z0-9]+|__[a-z0-9]+)*", path):
+            raise InputError(f"image {uri!r}: invalid repository name {path!r}")
+        if tag is None and digest is None:
+            tag = "latest"
+        m = _ECR_HOST.match(registry)
+        return cls(
+            uri=raw,
+            registry=registry,
+            repository=path,
+            tag=tag,
+            digest=digest,
+            account=m.group("account") if m else None,
+            region=m.group("region") if m else None,
+        )
+
+
+class TargetKind(StrEnum):
+    """What a deploy target is."""
+
+    TASK_DEFINITION = "ecs_task_definition"
+    SERVICE = "ecs_service"
+    LAMBDA = "lambda_function"
+
+
+@dataclass(frozen=True)
+class Container:
+    """One container of a target (a Lambda function is a single container)."""
+
+    name: str
+    image: ImageRef | None
+    image_unknown: bool = False
+    essential: bool = True
+    environment: tuple[str, ...] = ()
+    secrets: tuple[tuple[str, str], ...] = ()
+    ports: tuple[str, ...] = ()
+    health_check: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing a deploy changes: a task definition, a service's containers, or a Lambda function."""
+
+    kind: TargetKind
+    name: str
+    source: str
+    containers: tuple[Container, ...] = ()
+    architecture: Architecture | None = None
+    architecture_declared: bool = False
+    execution_role: str | None = None
+    task_role: str | None = None
+    log_groups: tuple[str, ...] = ()
+    region: str | None = None
+    unknown: tuple[str, ...] = ()
+
+    @property
+    def images(self) -> tuple[ImageRef, ...]:
+        """Every known image reference of the target."""
+        return tuple(c.image for c in self.containers if c.image is not None)
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    """The normalised description of what is about to be deployed."""
+
+    targets: tuple[Target, ...]
+
+    def images(self) -> tuple[ImageRef, ...]:
+        """Distinct image references across all targets, in first-seen order."""
+        seen: dict[str, ImageRef] = {}
+        for t in self.targets:
+            for ref in t.images:
+                seen.setdefault(ref.uri, ref)
+        return tuple(seen.values())
+
+    def __add__(self, other: DeployPlan) -> DeployPlan:
+        return DeployPlan(self.targets + other.targets)
+
+
+Evidence = Mapping[str, str | int | float | bool | list[str] | None]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A fact a check established about a target."""
+
+    check_id: str
+    severity: Severity
+    target: str
+    message: str
+    evidence: Evidence = field(default_factory=dict)
+    remediation: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """Deterministic identity: same check, target and evidence -> same fingerprint."""
+        blob = json.dumps([self.check_id, self.target, dict(self.evidence)], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, object]:
+        """The stable JSON shape of a finding."""
+        return {
+            "check_id": self.check_id,
+            "severity": self.severity.value,
+            "target": self.target,
+            "message": self.message,
+            "evidence": dict(self.evidence),
+            "remediation": self.remediation,
+            "fingerprint": self.fingerprint,
+        }
+
+
+@dataclass(frozen=True)
+class Unverified:
+    """A check could not establish the facts (throttled, denied, unreachable, or it crashed)."""
+
+    check_id: str
+    target: str
+    reason: str
+    error_code: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        """The stable JSON shape of an unverified outcome."""
+        return {"check_id": self.check_id, "target": self.target, "reason": self.reason,
+                "error_code": self.error_code}

@@ -1,0 +1,1 @@
+"""Builders that turn user inputs into a DeployPlan."""

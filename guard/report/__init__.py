@@ -1,0 +1,1 @@
+"""Renderers for gate results: rich table, JSON, GitHub job summary."""

@@ -1,0 +1,1 @@
+"""A self-contained AWS + GitHub sandbox used by `guard demo` and the tests."""

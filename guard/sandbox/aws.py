@@ -1,0 +1,368 @@
+"""The embedded AWS: moto's server on a free local port, behind faithful fills for the moto gaps we need.
+
+Fills (each follows AWS's documented request and response shapes):
+- ECR `GetDownloadUrlForLayer` (moto 5.2 answers 500): answers `{"downloadUrl", "layerDigest"}` for a
+  blob referenced by an image of the repository, `RepositoryNotFoundException`,
+  `LayersNotFoundException` (unknown digest), `LayerInaccessibleException` (a stored blob that no image
+  references) or `InvalidParameterException`, as JSON errors with HTTP 400. The URL is presigned-looking
+  and points back at this server, which serves the blob bytes.
+- ECR `PutImage` moving a tag to a new manifest: moto deletes the image that held the tag; ECR keeps it,
+  untagged (still pullable by digest). The fill puts such an image back, untagged. Moving an immutable
+  tag answers `ImageTagAlreadyExistsException` (moto says `ImageAlreadyExistsException`).
+
+moto keeps its state in process-wide globals: two sandboxes in one process share it (and `reset()`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import boto3
+from botocore.config import Config
+
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+DUMMY_KEY = "testing"
+
+_ECR_DOWNLOAD_TARGET = "AmazonEC2ContainerRegistry_V20150921.GetDownloadUrlForLayer"
+_ECR_PUT_IMAGE_TARGET = "AmazonEC2ContainerRegistry_V20150921.PutImage"
+_BLOB_PREFIX = "/_sandbox/blobs/"
+_URL_TTL_S = 3600
+_CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/")
+_REPOSITORY_NAME = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
+_DIGEST = re.compile(r"[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+")
+_REGISTRY_ID = re.compile(r"[0-9]{12}")
+
+BlobKey = tuple[str, str, str, str]
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class BlobStore:
+    """Thread-safe registry blobs keyed by (account, region, repository, digest)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._blobs: dict[BlobKey, bytes] = {}
+
+    def put(self, account: str, region: str, repository: str, data: bytes) -> str:
+        """Store `data` and return its digest ("sha256:...")."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        with self._lock:
+            self._blobs[(account, region, repository, digest)] = data
+        return digest
+
+    def get(self, key: BlobKey) -> bytes | None:
+        """The blob's bytes, or None."""
+        with self._lock:
+            return self._blobs.get(key)
+
+    def clear(self) -> None:
+        """Forget every blob."""
+        with self._lock:
+            self._blobs.clear()
+
+
+class _AwsError(Exception):
+    """An AWS JSON-protocol error answer."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _referenced_digests(repository: Any) -> set[str]:
+    """Config and layer digests referenced by the image manifests of a moto ECR repository."""
+    found: set[str] = set()
+    for image in list(repository.images):
+        try:
+            manifest = json.loads(image.image_manifest)
+        except ValueError:
+            continue
+        if not isinstance(manifest, dict):
+            continue
+        config = manifest.get("config")
+        if isinstance(config, dict) and isinstance(config.get("digest"), str):
+            found.add(config["digest"])
+        for layer in manifest.get("layers") or ():
+            if isinstance(layer, dict) and isinstance(layer.get("digest"), str):
+                found.add(layer["digest"])
+    return found
+
+
+class _FillsApp:
+    """WSGI middleware: answers the filled operations itself and passes everything else to moto."""
+
+    def __init__(self, moto_app: WsgiApp, blobs: BlobStore) -> None:
+        self._moto = moto_app
+        self._blobs = blobs
+        self._url_key = secrets.token_bytes(32)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO", ""))
+        if environ.get("REQUEST_METHOD") == "GET" and path.startswith(_BLOB_PREFIX):
+            return self._serve_blob(environ, start_response)
+        target = environ.get("HTTP_X_AMZ_TARGET")
+        if target == _ECR_DOWNLOAD_TARGET:
+            return self._get_download_url(environ, start_response)
+        if target == _ECR_PUT_IMAGE_TARGET:
+            return self._put_image(environ, start_response)
+        return self._moto(environ, start_response)
+
+    def _put_image(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Let moto put the image, then restore (untagged) any image it deleted to move the tag."""
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            request = json.loads(body)
+            name, tag = request["repositoryName"], request["imageTag"]
+        except (ValueError, TypeError, KeyError):
+            return self._moto(environ, start_response)
+        from moto.backends import get_backend
+
+        account, region = _caller(environ)
+        repository: Any = get_backend("ecr")[account][region].repositories.get(name)
+        if repository is None:
+            return self._moto(environ, start_response)
+        held = [(i, image) for i, image in enumerate(repository.images) if tag in image.image_tags]
+        replies: list[tuple[str, list[tuple[str, str]]]] = []
+        answer = b"".join(self._moto(environ, lambda status, headers, *_: replies.append((status, headers))))
+        status, headers = replies[0]
+        if status.startswith("400") and b"ImageAlreadyExistsException" in answer \
+                and any(image.image_manifest != request.get("imageManifest") for _, image in held):
+            return _json(start_response, "400 Bad Request", {
+                "__type": "ImageTagAlreadyExistsException",
+                "message": f"The image tag '{tag}' already exists in the '{name}' repository and cannot be "
+                           "overwritten because the repository is immutable.",
+            })
+        for position, image in held:
+            if image not in repository.images:
+                image.image_tag, image.image_tags = None, []
+                repository.images.insert(position, image)
+        start_response(status, headers)
+        return [answer]
+
+    def _sign(self, path: str, date: str) -> str:
+        message = f"{path}\n{date}\n{_URL_TTL_S}".encode()
+        return hmac.new(self._url_key, message, hashlib.sha256).hexdigest()
+
+    def _get_download_url(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        try:
+            answer = self._download_url(environ)
+        except _AwsError as err:
+            return _json(start_response, "400 Bad Request", {"__type": err.code, "message": err.message})
+        return _json(start_response, "200 OK", answer)
+
+    def _download_url(self, environ: dict[str, Any]) -> dict[str, str]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            request = json.loads(environ["wsgi.input"].read(length) or b"{}")
+        except ValueError as exc:
+            raise _AwsError("SerializationException", "request body is not valid JSON") from exc
+        if not isinstance(request, dict):
+            raise _AwsError("SerializationException", "request body must be a JSON object")
+        name, digest = request.get("repositoryName"), request.get("layerDigest")
+        registry = request.get("registryId")
+        if not isinstance(name, str) or not _REPOSITORY_NAME.fullmatch(name) or not 2 <= len(name) <= 256:
+            raise _AwsError("InvalidParameterException", "Invalid parameter at 'repositoryName'")
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+            raise _AwsError("InvalidParameterException", "Invalid parameter at 'layerDigest'")
+        if registry is not None and (not isinstance(registry, str) or not _REGISTRY_ID.fullmatch(registry)):
+            raise _AwsError("InvalidParameterException", "Invalid parameter at 'registryId'")
+        caller, region = _caller(environ)
+        account = registry or caller
+        from moto.backends import get_backend
+
+        # Like moto's other ECR calls: look in the caller's registry, so another registryId is not found.
+        repository = get_backend("ecr")[caller][region].repositories.get(name)
+        if repository is None or repository.registry_id != account:
+            raise _AwsError(
+                "RepositoryNotFoundException",
+                f"The repository with name '{name}' does not exist in the registry with id '{account}'",
+            )
+        blob = self._blobs.get((account, region, name, digest))
+        referenced = digest in _referenced_digests(repository)
+        if blob is not None and not referenced:
+            raise _AwsError(
+                "LayerInaccessibleException",
+                f"The layer with digest {digest} is not associated with an image in the repository "
+                f"with name '{name}' in the registry with id '{account}'",
+            )
+        if blob is None or not referenced:
+            raise _AwsError(
+                "LayersNotFoundException",
+                f"The layer with digest {digest} does not exist within the repository with name "
+                f"'{name}' in the registry with id '{account}'",
+            )
+        path = f"{_BLOB_PREFIX}{account}/{region}/{name}/{digest}"
+        date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        query = urlencode({
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Date": date,
+            "X-Amz-Expires": str(_URL_TTL_S),
+            "X-Amz-SignedHeaders": "host",
+            "X-Amz-Signature": self._sign(path, date),
+        })
+        host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
+        return {"downloadUrl": f"http://{host}{path}?{query}", "layerDigest": digest}
+
+    def _serve_blob(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        path = str(environ.get("PATH_INFO", ""))
+        query = parse_qs(str(environ.get("QUERY_STRING", "")))
+        date = query.get("X-Amz-Date", [""])[0]
+        signature = query.get("X-Amz-Signature", [""])[0]
+        if not hmac.compare_digest(signature, self._sign(path, date)):
+            return _xml_error(start_response, "403 Forbidden", "SignatureDoesNotMatch",
+                              "The request signature we calculated does not match the signature "
+                              "you provided.")
+        account, region, rest = path[len(_BLOB_PREFIX):].split("/", 2)
+        repository, _, digest = rest.rpartition("/")
+        blob = self._blobs.get((account, region, repository, digest))
+        if blob is None:
+            return _xml_error(start_response, "404 Not Found", "NoSuchKey",
+                              "The specified key does not exist.")
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(len(blob)))])
+        return [blob]
+
+
+def _caller(environ: dict[str, Any]) -> tuple[str, str]:
+    """The calling account and the signed region, resolved the way moto resolves them."""
+    match = _CREDENTIAL.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+    region = match.group(2) if match else DEFAULT_REGION
+    if "MOTO_ACCOUNT_ID" in os.environ:
+        return os.environ["MOTO_ACCOUNT_ID"], region
+    if "HTTP_X_MOTO_ACCOUNT_ID" in environ:
+        return str(environ["HTTP_X_MOTO_ACCOUNT_ID"]), region
+    from moto.iam.models import get_account_id_from
+
+    return str(get_account_id_from(match.group(1) if match else "")), region
+
+
+def _json(start_response: StartResponse, status: str, body: dict[str, str]) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/x-amz-json-1.1"),
+                            ("Content-Length", str(len(data))),
+                            ("x-amzn-RequestId", str(uuid.uuid4()))])
+    return [data]
+
+
+def _xml_error(start_response: StartResponse, status: str, code: str, message: str) -> list[bytes]:
+    data = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{message}</Message></Error>").encode()
+    start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class AwsSandbox:
+    """moto's server on 127.0.0.1 (free port) in a daemon thread, behind our fills."""
+
+    def __init__(self, region: str = DEFAULT_REGION) -> None:
+        self.region = region
+        self.blobs = BlobStore()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._session: Any = None
+
+    def __enter__(self) -> AwsSandbox:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start serving; a no-op when already started."""
+        if self._server is not None:
+            return
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        app = _FillsApp(DomainDispatcherApplication(create_backend_app), self.blobs)
+        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="aws-sandbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server, self._thread = None, None
+
+    @property
+    def endpoint_url(self) -> str:
+        """http://127.0.0.1:PORT."""
+        if self._server is None:
+            raise RuntimeError("AwsSandbox is not started")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def reset(self) -> None:
+        """Forget all AWS state (moto's and the blobs); assumed-role credentials die with it."""
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+        self.blobs.clear()
+
+    def put_blob(self, account: str, region: str, repository: str, data: bytes) -> str:
+        """Store a registry blob (config or layer) and return its digest."""
+        return self.blobs.put(account, region, repository, data)
+
+    def environ(self) -> dict[str, str]:
+        """Environment variables that point a standard AWS client at the sandbox."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": DUMMY_KEY,
+            "AWS_SECRET_ACCESS_KEY": DUMMY_KEY,
+        }
+
+    def client(self, service: str, region: str | None = None, **kw: Any) -> Any:
+        """A boto3 client of the default account bound to the sandbox, without retries."""
+        return self.session().client(service, region_name=region or self.region,
+                                     endpoint_url=self.endpoint_url,
+                                     config=Config(retries={"max_attempts": 1}), **kw)
+
+    def session(self) -> Any:
+        """The boto3 session of the default account (123456789012), created once."""
+        if self._session is None:
+            self._session = boto3.Session(aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_KEY,
+                                          region_name=self.region)
+        return self._session
+
+    def account_session(self, account_id: str) -> Any:
+        """A boto3 session acting in `account_id`, via STS AssumeRole (valid until the next reset)."""
+        if account_id == DEFAULT_ACCOUNT:
+            return self.session()
+        creds = self.client("sts").assume_role(
+            RoleArn=f"arn:aws:iam::{account_id}:role/sandbox-admin", RoleSessionName="sandbox",
+        )["Credentials"]
+        return boto3.Session(aws_access_key_id=creds["AccessKeyId"],
+                             aws_secret_access_key=creds["SecretAccessKey"],
+                             aws_session_token=creds["SessionToken"], region_name=self.region)

@@ -1,0 +1,105 @@
+"""IMG001: image exists in ECR (pass, fail, unverified)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guard.sandbox.scenarios import Scenario
+from tests.guardrun import GuardRun, export_task_definition
+
+ACCOUNT = "123456789012"
+OTHER = "222222222222"
+
+
+def _taskdef(aws: Scenario, tmp_path: Path, *containers: tuple[str, str]) -> str:
+    arn = aws.task_definition("api", list(containers))
+    return export_task_definition(aws, arn, tmp_path / "td.json")
+
+
+def test_existing_tag_and_digest_pass(aws: Scenario, guard: GuardRun, tmp_path: Path) -> None:
+    repo = aws.repository("api")
+    digest = aws.push_image("api", "3f2c1a9")
+    out = guard("--task-def", _taskdef(aws, tmp_path, ("web", f"{repo}:3f2c1a9"), ("sidecar", f"{repo}@{digest}")))
+    assert out.code == 0, out.stdout + out.stderr
+    assert out.findings("IMG001") == []
+    assert out.doc["stats"]["api_calls"]["by_api"]["ecr:BatchGetImage"] == 1
+
+
+def test_missing_tag_blocks_with_the_exact_reason(aws: Scenario, guard: GuardRun, tmp_path: Path) -> None:
+    repo = aws.repository("api")
+    aws.push_image("api", "v1")
+    out = guard("--task-def", _taskdef(aws, tmp_path, ("web", f"{repo}:never-pushed")))
+    assert out.code == 1
+    [f] = out.findings("IMG001")
+    assert f["severity"] == "error" and f["target"] == "api"
+    assert "api:never-pushed does not exist" in f["message"]
+    assert f["evidence"]["container"] == "web"
+
+
+def test_missing_digest_and_deleted_image(aws: Scenario, guard: GuardRun, tmp_path: Path) -> None:
+    repo = aws.repository("api")
+    aws.push_image("api", "old")
+    aws.delete_image("api", tag="old")
+    ghost = "sha256:" + "0" * 64
+    out = guard("--task-def", _taskdef(aws, tmp_path, ("web", f"{repo}:old"), ("worker", f"{repo}@{ghost}")))
+    assert out.code == 1
+    assert sorted(f["evidence"]["container"] for f in out.findings("IMG001")) == ["web", "worker"]
+
+
+def test_missing_repository(aws: Scenario, guard: GuardRun, tmp_path: Path) -> None:
+    out = guard("--task-def", _taskdef(aws, tmp_path,
+                                       ("web", f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/nope:1")))
+    assert out.code == 1
+    [f] = out.findings("IMG001")
+    assert "repository nope does not exist" in f["message"]
+
+
+def test_cross_account_uri_through_configured_role(aws: Scenario, guard: GuardRun, tmp_path: Path) -> None:
+    repo = aws.repository("shared/base", account=OTHER)
+    aws.push_image("shared/base", "1.0", account=OTHER)
+    td = _taskdef(aws, tmp_path, ("web", f"{repo}:1.0"), ("worker", f"{repo}:2.0"))
+    (tmp_path / "guard.toml").write_text(f'[accounts]\n"{OTHER}" = "arn:aws:iam::{OTHER}:role/guard-read"\n')
+    out = guard("--task-def", td)
+    assert out.code == 1
+    [f] = out.findings("IMG001")
+    assert f["evidence"]["container"] == "worker" and f["evidence"]["account"] == OTHER
+    assert out.doc["stats"]["api_calls"]["by_api"]["sts:AssumeRole"] == 1
+
+
+def test_public_image_is_reported_not_verified(aws: Scenario, guard: GuardRun, tmp_path: Path) -> None:
+    repo = aws.repository("api")
+    aws.push_image("api", "v1")
+    out = guard("--task-def", _taskdef(aws, tmp_path, ("web", f"{repo}:v1"),
+                                       ("agent", "public.ecr.aws/datadog/agent:7")))
+    assert out.code == 0
+    [f] = out.findings("IMG001")
+    assert f["severity"] == "info" and "outside ECR" in f["message"]
+
+
+def test_images_deduplicated_and_batched(aws: Scenario, guard: GuardRun, tmp_path: Path) -> None:
+    repo = aws.repository("api")
+    for i in range(3):
+        aws.push_image("api", f"t{i}")
+    paths = []
+    for i in range(3):
+        arn = aws.task_definition(f"svc{i}", [("web", f"{repo}:t{i}"), ("shared", f"{repo}:t0")])
+        paths += ["--task-def", export_task_definition(aws, arn, tmp_path / f"td{i}.json")]
+    out = guard(*paths)
+    assert out.code == 0
+    assert out.doc["stats"]["api_calls"]["by_api"]["ecr:BatchGetImage"] == 1
+
+
+def test_unreachable_endpoint_fails_closed(aws: Scenario, guard: GuardRun, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = aws.repository("api")
+    td = _taskdef(aws, tmp_path, ("web", f"{repo}:v1"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    out = guard("--task-def", td)
+    assert out.code == 3
+    [u] = out.unverified("IMG001")
+    assert u["error_code"] == "Unreachable" and "endpoint unreachable" in u["reason"]
+    assert out.findings("IMG001") == []
+    assert guard("--task-def", td, "--allow-unverified").code == 0

@@ -236,3 +236,75 @@ class Unverified:
         """The stable JSON shape of an unverified outcome."""
         return {"check_id": self.check_id, "target": self.target, "reason": self.reason,
                 "error_code": self.error_code}
+
+
+class Cause(StrEnum):
+    """Why something is failing, parsed from ECS/Lambda reasons; keys incident coalescing and playbooks."""
+
+    MISSING_IMAGE = "missing_image"
+    WRONG_ARCH = "wrong_arch"
+    REGISTRY_AUTH = "registry_auth"
+    NETWORK = "network"
+    SECRET = "secret"
+    EXECUTION_ROLE = "execution_role"
+    CRASH = "crash"
+    ROLLOUT_FAILED = "rollout_failed"
+    STALLED = "stalled"
+    LAMBDA_FAILED = "lambda_failed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One observation by a watcher: what, where, since when, why (as far as can be told), and evidence.
+
+    `resource` is `ecs:CLUSTER/SERVICE` or `lambda:FUNCTION`; `cause_key` names the shared cause (an image
+    URI, a role ARN, a secret ARN) so that signals with one cause coalesce into one incident.
+    """
+
+    watcher_id: str
+    severity: Severity
+    resource: str
+    cause: Cause
+    cause_key: str
+    message: str
+    since: str = ""
+    evidence: Evidence = field(default_factory=dict)
+    latent: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        """The stable JSON shape of a signal."""
+        return {"watcher_id": self.watcher_id, "severity": self.severity.value, "resource": self.resource,
+                "cause": self.cause.value, "cause_key": self.cause_key, "message": self.message,
+                "since": self.since, "evidence": dict(self.evidence), "latent": self.latent}
+
+
+class IncidentStatus(StrEnum):
+    """Lifecycle of an incident in the watchdog's state."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class Incident:
+    """Signals with one cause, coalesced; `id` is stable for the same cause (INC-<hash>)."""
+
+    id: str
+    severity: Severity
+    cause: Cause
+    cause_key: str
+    title: str
+    resources: tuple[str, ...]
+    signals: tuple[Signal, ...]
+    first_seen: str
+    last_seen: str
+    status: IncidentStatus = IncidentStatus.OPEN
+    latent: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        """The stable JSON shape of an incident."""
+        return {"id": self.id, "severity": self.severity.value, "cause": self.cause.value,
+                "cause_key": self.cause_key, "title": self.title, "resources": list(self.resources),
+                "signals": [s.to_json() for s in self.signals], "first_seen": self.first_seen,
+                "last_seen": self.last_seen, "status": self.status.value, "latent": self.latent}

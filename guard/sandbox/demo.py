@@ -21,7 +21,13 @@ from guard.gateways.aws import AwsSession
 from guard.report.table import render_table
 from guard.sandbox.aws import DEFAULT_ACCOUNT, AwsSandbox
 from guard.sandbox.github_server import DEFAULT_TOKEN, GitHubSandbox
-from guard.sandbox.plans import PlannedLambda, PlannedTaskDefinition, lambda_change, plan_document, task_definition_change
+from guard.sandbox.plans import (
+    PlannedLambda,
+    PlannedTaskDefinition,
+    lambda_change,
+    plan_document,
+    task_definition_change,
+)
 from guard.sandbox.scenarios import Scenario
 
 REPO = "acme/shop"

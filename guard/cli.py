@@ -112,6 +112,99 @@ def _emit(report: Any, fmt: str) -> None:
         render_table(report, Console(emoji=False, highlight=False))
 
 
+@main.command()
+@click.option("--cluster", "clusters", multiple=True, help="Cluster to sweep (default: every cluster, or [watch]).")
+@click.option("--service", "services", multiple=True, help="Service name or CLUSTER/SERVICE (default: all).")
+@click.option("--function", "functions", multiple=True, help="Lambda function (default: every image function).")
+@click.option("--no-lambda", is_flag=True, help="Do not watch Lambda functions.")
+@click.option("--state", help="Where incidents and known-good live: a directory, s3://BUCKET/PREFIX or "
+              "dynamodb://TABLE (default: [watch] state, else .guard/state).")
+@click.option("--once", is_flag=True, help="One sweep, then exit with its code.")
+@click.option("--interval", type=click.IntRange(min=5), help="Seconds between sweeps (default: [watch] or 60).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def watch(opts: GlobalOptions, clusters: tuple[str, ...], services: tuple[str, ...], functions: tuple[str, ...],
+          no_lambda: bool, state: str | None, once: bool, interval: int | None, fmt: str) -> None:
+    """Sweep ECS services and Lambda functions for failures and latent hazards; report incidents."""
+    from guard.config import load_config
+    from guard.errors import GatewayError
+    from guard.gateways.aws import AwsSession, AwsSettings
+    from guard.notify import StdoutRoute, build_routes
+    from guard.state import store_from_url
+    from guard.watch import Watchdog, WatchScope
+    from guard.watcher import WatchSettings
+
+    if no_lambda and functions:
+        _fail("--no-lambda and --function contradict each other", ExitCode.USAGE)
+    try:
+        config = load_config(opts.config)
+        wc = config.watch
+        aws = AwsSession(AwsSettings(account_roles=config.account_roles))
+        store = store_from_url(state or wc.state, aws)
+        routes = [*build_routes(config.notify, aws, aws.stats)]
+        if fmt == "table":
+            routes.insert(0, StdoutRoute(sys.stderr))
+    except (InputError, ValueError) as exc:
+        _fail(str(exc), ExitCode.USAGE)
+        return
+    from datetime import timedelta
+
+    scope = WatchScope(clusters or wc.clusters, services or wc.services,
+                       () if no_lambda else (functions or wc.functions))
+    settings = WatchSettings(timedelta(minutes=wc.lookback_minutes), timedelta(minutes=wc.stall_after_minutes),
+                             timedelta(minutes=wc.below_desired_grace_minutes), wc.crash_threshold)
+    dog = Watchdog(aws, store, settings=settings, routes=routes, heartbeat=config.notify.heartbeat)
+    while True:
+        try:
+            report = dog.sweep(scope, debug=opts.debug)
+        except GatewayError as exc:
+            _fail(f"could not read or write watchdog state: {exc}", ExitCode.UNVERIFIED)
+            return
+        _emit_watch(report, fmt)
+        if once:
+            sys.exit(int(report.exit_code))
+        time.sleep(interval or wc.interval_seconds)
+
+
+def _emit_watch(report: Any, fmt: str) -> None:
+    if fmt == "json":
+        from guard.report.watch import render_watch_json
+
+        click.echo(render_watch_json(report))
+    else:
+        from rich.console import Console
+
+        from guard.report.watch import render_watch_table
+
+        render_watch_table(report, Console(emoji=False, highlight=False))
+
+
+@main.command()
+@click.option("--test", "test_routes", is_flag=True, required=True,
+              help="Send a test message through every configured route; exit 1 if any fails.")
+@click.pass_obj
+def notify(opts: GlobalOptions, test_routes: bool) -> None:
+    """Self-test the notification routes (a route that silently fails is how alerts get lost)."""
+    from guard.config import load_config
+    from guard.gateways.aws import AwsSession, AwsSettings
+    from guard.notify import StdoutRoute, build_routes, notify_test
+
+    try:
+        config = load_config(opts.config)
+        aws = AwsSession(AwsSettings(max_attempts=2))
+        routes = [StdoutRoute(sys.stderr), *build_routes(config.notify, aws, aws.stats)]
+    except (InputError, ValueError) as exc:
+        _fail(str(exc), ExitCode.USAGE)
+        return
+    results = notify_test(routes)
+    for r in results:
+        click.echo(f"{'ok    ' if r.ok else 'FAILED'} {r.route}" + (f": {r.error}" if r.error else ""))
+    if len(routes) == 1:
+        click.echo("warning: no routes configured in [notify]: incidents reach only this process's output",
+                   err=True)
+    sys.exit(int(ExitCode.FINDINGS if any(not r.ok for r in results) else ExitCode.CLEAN))
+
+
 @main.command("checks")
 def list_checks() -> None:
     """List every check with its ID, default severity and what it proves."""

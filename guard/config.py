@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from guard.models import InputError, Severity
+from guard.notify import NotifyConfig, parse_notify_config
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,21 @@ class ParityConfig:
 
     replace: tuple[tuple[str, str], ...] = ()
     ignore: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """The `[watch]` table: scope, thresholds and where state lives."""
+
+    clusters: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    functions: tuple[str, ...] | None = None
+    state: str = ".guard/state"
+    lookback_minutes: int = 30
+    stall_after_minutes: int = 30
+    below_desired_grace_minutes: int = 10
+    crash_threshold: int = 3
+    interval_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -29,6 +45,8 @@ class GuardConfig:
     build_workflows: tuple[str, ...] = ()
     account_roles: Mapping[str, str] = field(default_factory=dict)
     parity: ParityConfig = ParityConfig()
+    watch: WatchConfig = WatchConfig()
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     source: str = "defaults"
 
 
@@ -45,9 +63,39 @@ def _severity(value: Any, where: str) -> Severity:
         raise InputError(f"{where} must be one of error, warning, info; got {value!r}") from None
 
 
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InputError(f"{where} must be a table")
+    return value
+
+
+def _watch(value: Any, source: str) -> WatchConfig:
+    table = _table(value, f"{source}: watch")
+    ints = ("lookback_minutes", "stall_after_minutes", "below_desired_grace_minutes", "crash_threshold",
+            "interval_seconds")
+    unknown = sorted(set(table) - {"clusters", "services", "functions", "state", *ints})
+    if unknown:
+        raise InputError(f"{source}: unknown watch setting(s) {', '.join(unknown)}")
+    for name in ints:
+        v = table.get(name, 1)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise InputError(f"{source}: watch.{name} must be a positive integer")
+    state = table.get("state", ".guard/state")
+    if not isinstance(state, str) or not state:
+        raise InputError(f"{source}: watch.state must be a path, s3://bucket/prefix or dynamodb://table")
+    functions = table.get("functions")
+    return WatchConfig(
+        clusters=_strs(table.get("clusters", []), f"{source}: watch.clusters"),
+        services=_strs(table.get("services", []), f"{source}: watch.services"),
+        functions=None if functions is None else _strs(functions, f"{source}: watch.functions"),
+        state=state,
+        **{name: int(table[name]) for name in ints if name in table},
+    )
+
+
 def parse_config(table: Mapping[str, Any], source: str) -> GuardConfig:
     """Validate a `[tool.guard]` table; unknown keys are refused so typos never pass silently."""
-    known = {"fail_on", "severity", "disabled", "build_workflows", "accounts", "parity"}
+    known = {"fail_on", "severity", "disabled", "build_workflows", "accounts", "parity", "watch", "notify"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise InputError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -76,6 +124,8 @@ def parse_config(table: Mapping[str, Any], source: str) -> GuardConfig:
         account_roles=dict(accounts),
         parity=ParityConfig(tuple((a, b) for a, b in replace),
                             _strs(parity.get("ignore", []), f"{source}: parity.ignore")),
+        watch=_watch(table.get("watch", {}), source),
+        notify=parse_notify_config(_table(table.get("notify", {}), f"{source}: notify"), source),
         source=source,
     )
 

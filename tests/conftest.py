@@ -47,3 +47,6 @@ def github(github_sandbox: GitHubSandbox) -> GitHubSandbox:
 from tests.guardrun import guard_fixture  # noqa: E402  (registers the `guard` fixture)
 
 __all__ = ["guard_fixture"]
+from tests.watchrun import sim_fixture, sweep_fixture  # noqa: E402  (registers `sim` and `sweep`)
+
+__all__ += ["sim_fixture", "sweep_fixture"]

@@ -47,6 +47,7 @@ class AwsSettings:
     connect_timeout: float = 5.0
     read_timeout: float = 20.0
     account_roles: Mapping[str, str] = field(default_factory=dict)
+    role_arn: str | None = None
 
 
 def _env_int(name: str, default: int) -> int:
@@ -102,7 +103,7 @@ def error_code(exc: ClientError) -> str:
 
 
 class AwsSession:
-    """Creates and caches counted clients; assumes a configured role for another account's registry."""
+    """Counted clients; assumes `role_arn` (a watchdog shard) or a per-account role (another registry)."""
 
     def __init__(self, settings: AwsSettings | None = None, stats: ApiStats | None = None) -> None:
         self.settings = settings or AwsSettings()
@@ -140,20 +141,20 @@ class AwsSession:
             return cached
 
     def _session_for(self, account: str) -> boto3.session.Session:
-        if not account:
+        role = self.settings.account_roles[account] if account else self.settings.role_arn
+        if not role:
             return self._base
-        session = self._sessions.get(account)
+        session = self._sessions.get(role)
         if session is None:
             sts = self._base.client("sts", region_name=self.default_region, config=self._config)
             sts.meta.events.register("before-call", self._count_call)
-            role = self.settings.account_roles[account]
             creds = call(sts, "AssumeRole", RoleArn=role, RoleSessionName="deploy-guard")["Credentials"]
             session = boto3.session.Session(
                 aws_access_key_id=creds["AccessKeyId"],
                 aws_secret_access_key=creds["SecretAccessKey"],
                 aws_session_token=creds["SessionToken"],
             )
-            self._sessions[account] = session
+            self._sessions[role] = session
         return session
 
     def _count_call(self, event_name: str, **kwargs: Any) -> None:

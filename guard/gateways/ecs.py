@@ -11,6 +11,7 @@ from guard.errors import GatewayError
 from guard.gateways.aws import AwsSession, call, error_code
 
 SERVICES_PER_CALL = 10
+TASKS_PER_CALL = 100
 
 
 class Boto3Ecs:
@@ -38,6 +39,40 @@ class Boto3Ecs:
             for svc in resp.get("services", []):
                 out[svc["serviceName"]] = svc
         return {n: out.get(n) for n in names}
+
+    def list_clusters(self, region: str | None = None) -> list[str]:
+        """Every cluster ARN (paginated, 100 per page)."""
+        return self._paged(region, "ListClusters", "clusterArns", {})
+
+    def list_services(self, cluster: str, region: str | None = None) -> list[str]:
+        """Every service ARN of a cluster (paginated, 100 per page)."""
+        return self._paged(region, "ListServices", "serviceArns", {"cluster": cluster, "maxResults": 100})
+
+    def list_stopped_tasks(self, cluster: str, region: str | None = None) -> list[str]:
+        """ARNs of the cluster's STOPPED tasks (ECS keeps them about an hour), 100 per page."""
+        return self._paged(region, "ListTasks", "taskArns",
+                           {"cluster": cluster, "desiredStatus": "STOPPED", "maxResults": 100})
+
+    def describe_tasks(self, cluster: str, arns: list[str], region: str | None = None) -> list[dict[str, Any]]:
+        """Describe tasks, 100 per call."""
+        client = self.aws.client("ecs", region)
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(arns), TASKS_PER_CALL):
+            chunk = arns[i : i + TASKS_PER_CALL]
+            self.aws.stats.batch("ecs:DescribeTasks", len(chunk))
+            out.extend(call(client, "DescribeTasks", cluster=cluster, tasks=chunk).get("tasks", []))
+        return out
+
+    def _paged(self, region: str | None, operation: str, key: str, params: dict[str, Any]) -> list[str]:
+        client = self.aws.client("ecs", region)
+        out: list[str] = []
+        token: str | None = None
+        while True:
+            resp = call(client, operation, **params, **({"nextToken": token} if token else {}))
+            out.extend(resp.get(key, []))
+            token = resp.get("nextToken")
+            if not token:
+                return out
 
     def task_definition(self, arn: str, region: str | None = None) -> dict[str, Any] | None:
         """The registered task definition (None when it does not exist); cached per ARN."""
@@ -70,3 +105,15 @@ class Boto3Lambda:
             if error_code(exc) == "ResourceNotFoundException":
                 return None
             raise GatewayError("Lambda", "GetFunction", str(exc), error_code(exc)) from exc
+
+    def list_image_functions(self, region: str | None = None) -> list[str]:
+        """Names of every image-package function (ListFunctions, 50 per page)."""
+        client = self.aws.client("lambda", region)
+        names: list[str] = []
+        marker: str | None = None
+        while True:
+            resp = call(client, "ListFunctions", MaxItems=50, **({"Marker": marker} if marker else {}))
+            names += [f["FunctionName"] for f in resp.get("Functions", []) if f.get("PackageType") == "Image"]
+            marker = resp.get("NextMarker")
+            if not marker:
+                return names

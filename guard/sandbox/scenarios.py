@@ -28,6 +28,8 @@ OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 IN_TOTO = "application/vnd.in-toto+json"
 _CREATED = "2024-01-01T00:00:00Z"
+EXIT_CODE_LABEL = "sandbox.exit-code"
+"""Image config label: the image's program exits with this code right after starting (see ecs_sim)."""
 
 
 def _encode(document: dict[str, Any]) -> bytes:
@@ -87,10 +89,14 @@ class Scenario:
         return str(repo["repositoryUri"])
 
     def push_image(self, repo: str, tag: str | None, arch: str = "amd64", os: str = "linux",
-                   account: str | None = None, region: str | None = None, oci: bool = False) -> str:
-        """Push a single-platform image (Docker v2 schema 2, or OCI) and return its digest."""
+                   account: str | None = None, region: str | None = None, oci: bool = False,
+                   exits: bool = False) -> str:
+        """Push a single-platform image (Docker v2 schema 2, or OCI) and return its digest.
+
+        `exits=True` labels the config so the program exits with code 1 right after it starts.
+        """
         manifest = self._image_manifest(repo, f"{repo}:{tag or ''} {os}/{arch}", arch, os, account, region,
-                                        oci)
+                                        oci, exit_code=1 if exits else None)
         return self._put(repo, manifest, OCI_MANIFEST if oci else DOCKER_MANIFEST, tag, account, region)
 
     def push_index(self, repo: str, tag: str | None, archs: Sequence[str] = ("amd64", "arm64"),
@@ -138,19 +144,22 @@ class Scenario:
         return self.sandbox.put_blob(account or DEFAULT_ACCOUNT, region or self.region, repo, data)
 
     def _image_manifest(self, repo: str, content: str, arch: str, os: str, account: str | None,
-                        region: str | None, oci: bool) -> bytes:
+                        region: str | None, oci: bool, exit_code: int | None = None) -> bytes:
         """Store the config and layer blobs of a single-platform image and return its manifest."""
         layer, diff_id = _layer(content + "\n")
+        runtime: dict[str, Any] = {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["/app/server"],
+            "ExposedPorts": {"8080/tcp": {}},
+            "WorkingDir": "/app",
+        }
+        if exit_code is not None:
+            runtime["Labels"] = {EXIT_CODE_LABEL: str(exit_code)}
         config = _encode({
             "architecture": arch,
             "os": os,
             "created": _CREATED,
-            "config": {
-                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                "Cmd": ["/app/server"],
-                "ExposedPorts": {"8080/tcp": {}},
-                "WorkingDir": "/app",
-            },
+            "config": runtime,
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
             "history": [{"created": _CREATED, "created_by": "COPY build-info /app/ # buildkit"}],
         })

@@ -1,0 +1,1 @@
+"""Post-deploy watchers (IDs 101-199)."""

@@ -1,0 +1,155 @@
+"""AWS Lambda entry point of the watchdog: EventBridge schedules, ECS Task State Change events, shards.
+
+Configuration is a `guard.toml` packaged beside the code (LAMBDA_TASK_ROOT) or in a layer (/opt). A
+schedule event sweeps this account-region or, when the rule's input lists `shards`, fans out one
+asynchronous invocation per account-region shard. An ECS task-state-change event for a stopped task
+sweeps just that service, so a failed start is reported within seconds of ECS noticing it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from guard.models import InputError
+
+LOG = logging.getLogger("deploy_guard")
+_FAILURE_CODES = frozenset({"TaskFailedToStart", "EssentialContainerExited"})
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One account-region to sweep, reached through `role_arn`."""
+
+    account: str
+    region: str
+    role_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """The parsed event: what to sweep."""
+
+    kind: str
+    clusters: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    shard: Shard | None = None
+    fan_out: tuple[Shard, ...] = ()
+
+
+def _shard(doc: Any) -> Shard:
+    if not isinstance(doc, dict) or not isinstance(doc.get("account"), str) or not isinstance(doc.get("region"), str):
+        raise InputError("a shard needs string `account` and `region` (and optionally `role_arn`)")
+    role = doc.get("role_arn")
+    if role is not None and not (isinstance(role, str) and role.startswith("arn:")):
+        raise InputError("shard role_arn must be an ARN")
+    return Shard(doc["account"], doc["region"], role)
+
+
+def parse_trigger(event: Any) -> Trigger:
+    """Classify an event; anything unrecognised is an InputError (the invocation reports it, acts on nothing)."""
+    if not isinstance(event, Mapping):
+        raise InputError(f"event must be a JSON object, got {type(event).__name__}")
+    if "shard" in event:
+        return Trigger("shard", shard=_shard(event["shard"]))
+    detail_type = event.get("detail-type")
+    if detail_type == "Scheduled Event" or event.get("source") == "aws.scheduler" or "shards" in event:
+        shards = event.get("shards", [])
+        if not isinstance(shards, list):
+            raise InputError("`shards` must be a list")
+        return Trigger("schedule", fan_out=tuple(_shard(s) for s in shards))
+    if detail_type == "ECS Task State Change":
+        detail = event.get("detail")
+        if not isinstance(detail, Mapping):
+            raise InputError("ECS Task State Change event without a detail object")
+        group = str(detail.get("group", ""))
+        cluster = str(detail.get("clusterArn", "")).rsplit("/", 1)[-1]
+        if detail.get("lastStatus") != "STOPPED" or not group.startswith("service:") or not cluster:
+            return Trigger("ignored")
+        if detail.get("stopCode") not in _FAILURE_CODES and "Error" not in str(detail.get("stoppedReason", "")):
+            return Trigger("ignored")
+        return Trigger("task", clusters=(cluster,), services=(group.split(":", 1)[1],))
+    raise InputError(f"unsupported event (detail-type {detail_type!r})")
+
+
+class _Runtime:
+    """Builds gateways per invocation (fresh call counts), importing boto3 on first use, never at import."""
+
+    def config(self) -> Any:
+        from guard.config import load_config
+
+        roots = [Path(os.environ.get("LAMBDA_TASK_ROOT", ".")), Path("/opt")]
+        return load_config(cwd=next((r for r in roots if (r / "guard.toml").is_file()), roots[0]))
+
+    def sweep(self, trigger: Trigger) -> dict[str, Any]:
+        from guard.gateways.aws import AwsSession, AwsSettings
+        from guard.notify import build_routes
+        from guard.state import store_from_url
+        from guard.watch import Watchdog, WatchScope
+        from guard.watcher import WatchSettings
+
+        cfg = self.config()
+        wc = cfg.watch
+        shard = trigger.shard
+        aws = AwsSession(AwsSettings(region=shard.region if shard else None,
+                                     role_arn=shard.role_arn if shard else None, account_roles=cfg.account_roles))
+        home = AwsSession(AwsSettings(), aws.stats)
+        state_url = wc.state if not shard else f"{wc.state.rstrip('/')}/shards/{shard.account}/{shard.region}"
+        store = store_from_url(state_url, home)
+        if trigger.kind == "task":
+            scope = WatchScope(trigger.clusters, trigger.services, ())
+        else:
+            scope = WatchScope(wc.clusters, wc.services, wc.functions, shard.region if shard else None)
+        settings = WatchSettings(timedelta(minutes=wc.lookback_minutes), timedelta(minutes=wc.stall_after_minutes),
+                                 timedelta(minutes=wc.below_desired_grace_minutes), wc.crash_threshold)
+        dog = Watchdog(aws, store, settings=settings, routes=build_routes(cfg.notify, home, aws.stats),
+                       heartbeat=cfg.notify.heartbeat and trigger.kind != "task")
+        report = dog.sweep(scope)
+        return {"trigger": trigger.kind, "exit_code": int(report.exit_code), "swept_at": report.swept_at,
+                "services": report.services, "functions": report.functions,
+                "open_incidents": [i.id for i in report.incidents], "opened": [i.id for i in report.triage.opened],
+                "resolved": [i.id for i in report.triage.resolved], "unverified": len(report.unverified),
+                "api_calls": report.stats.get("total", 0), "duration_s": report.duration_s}
+
+    def fan_out(self, trigger: Trigger, function_name: str) -> dict[str, Any]:
+        from guard.gateways.aws import AwsSession, call
+
+        aws = AwsSession()
+        client = aws.client("lambda")
+        for shard in trigger.fan_out:
+            payload = {"shard": {"account": shard.account, "region": shard.region, "role_arn": shard.role_arn}}
+            call(client, "Invoke", FunctionName=function_name, InvocationType="Event",
+                 Payload=json.dumps(payload).encode())
+        return {"trigger": "schedule", "fanned_out": [f"{s.account}/{s.region}" for s in trigger.fan_out]}
+
+
+_RUNTIME = _Runtime()
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    """Lambda handler: parse the event, sweep (or fan out), return a JSON-serialisable summary."""
+    from guard.errors import GatewayError
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO)
+    try:
+        trigger = parse_trigger(event)
+        if trigger.kind == "ignored":
+            return {"trigger": "ignored"}
+        if trigger.fan_out:
+            return _RUNTIME.fan_out(trigger, str(getattr(context, "function_name", "")))
+        summary = _RUNTIME.sweep(trigger)
+    except InputError as exc:
+        LOG.error("rejected event: %s", exc)
+        return {"error": "input", "message": str(exc), "exit_code": 2}
+    except GatewayError as exc:
+        LOG.error("could not verify: %s", exc)
+        return {"error": "unverified", "message": str(exc), "exit_code": 3}
+    LOG.info(json.dumps(summary))
+    return summary

@@ -1,0 +1,322 @@
+"""The watchdog sweep: read live state in batches, run watchers, triage, remember known-good, notify."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from guard.errors import GatewayError
+from guard.exitcodes import ExitCode, exit_code
+from guard.gateways.aws import AwsSession
+from guard.gateways.ecr import Boto3Ecr, ImageInfo, ImageStatus
+from guard.gateways.ecs import Boto3Ecs, Boto3Lambda
+from guard.models import Finding, ImageRef, Incident, InputError, Signal, Unverified
+from guard.notify import (
+    Notification,
+    NotificationKind,
+    NotifyError,
+    Route,
+    RouteResult,
+    dispatch,
+    send_heartbeat,
+)
+from guard.registry import all_watchers
+from guard.state import StateStore, read_json, update_json
+from guard.triage import TriageResult, coalesce, incident_from_json, reconcile
+from guard.watcher import FunctionView, ServiceView, Snapshot, WatchSettings
+
+INCIDENTS_KEY = "incidents/open.json"
+HEARTBEAT_KEY = "heartbeat.json"
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class WatchScope:
+    """What one sweep covers; empty clusters means every cluster, `functions=None` every image function."""
+
+    clusters: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    functions: tuple[str, ...] | None = None
+    region: str | None = None
+
+    def covers(self, resource: str) -> bool:
+        """Whether a resource (`ecs:C/S`, `lambda:F`) was fully observed by a sweep of this scope."""
+        kind, _, name = resource.partition(":")
+        if kind == "lambda":
+            return self.functions is None or name in self.functions
+        cluster, _, service = name.partition("/")
+        return ((not self.clusters or cluster in self.clusters)
+                and (not self.services or service in self.services or name in self.services))
+
+
+@dataclass(frozen=True)
+class WatchReport:
+    """One sweep's outcome; `incidents` are every open incident after it."""
+
+    incidents: tuple[Incident, ...]
+    triage: TriageResult
+    signals: tuple[Signal, ...]
+    unverified: tuple[Unverified, ...]
+    known_good: tuple[str, ...]
+    stats: dict[str, Any]
+    duration_s: float
+    exit_code: ExitCode
+    swept_at: str
+    services: int = 0
+    functions: int = 0
+    notifications: tuple[Any, ...] = field(default=())
+
+
+def _name(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+class Watchdog:
+    """Sweeps one account-region; gateways and caches live as long as the object (a warm Lambda)."""
+
+    def __init__(self, aws: AwsSession, store: StateStore, *, settings: WatchSettings | None = None,
+                 routes: Sequence[Route] = (), heartbeat: bool = True, clock: Clock | None = None,
+                 workers: int = 8) -> None:
+        self.aws = aws
+        self.store = store
+        self.routes = tuple(routes)
+        self.heartbeat = heartbeat
+        self.settings = settings or WatchSettings()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.workers = workers
+        self.ecs = Boto3Ecs(aws)
+        self.lambdas = Boto3Lambda(aws)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def _cluster(self, cluster: str, scope: WatchScope) -> tuple[list[ServiceView], dict[str, list[Any]]]:
+        names = [_name(a) for a in self.ecs.list_services(cluster, scope.region)]
+        if scope.services:
+            names = [n for n in names if n in scope.services or f"{cluster}/{n}" in scope.services]
+        described = self.ecs.services(cluster, names, scope.region) if names else {}
+        views = [ServiceView(cluster, raw) for raw in described.values() if raw and raw.get("status") == "ACTIVE"]
+        wanted = {f"service:{v.name}": v.resource for v in views}
+        stopped: dict[str, list[Any]] = {}
+        arns = self.ecs.list_stopped_tasks(cluster, scope.region) if views else []
+        for task in self.ecs.describe_tasks(cluster, arns, scope.region) if arns else []:
+            resource = wanted.get(str(task.get("group", "")))
+            if resource:
+                stopped.setdefault(resource, []).append(task)
+        return views, stopped
+
+    def collect(self, scope: WatchScope) -> Snapshot:
+        """Read everything the watchers need, batched and concurrent; failures become snapshot errors."""
+        errors: list[tuple[str, GatewayError]] = []
+        try:
+            clusters = list(scope.clusters) or [_name(a) for a in self.ecs.list_clusters(scope.region)]
+        except GatewayError as exc:
+            errors.append(("ecs:*", exc))
+            clusters = []
+        services: list[ServiceView] = []
+        stopped: dict[str, tuple[Any, ...]] = {}
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            futures = {c: pool.submit(self._cluster, c, scope) for c in clusters}
+            for cluster, fut in futures.items():
+                try:
+                    views, tasks = fut.result()
+                except GatewayError as exc:
+                    errors.append((f"ecs:{cluster}/*", exc))
+                    continue
+                services += views
+                stopped.update({k: tuple(v) for k, v in tasks.items()})
+            td_arns = sorted({str(d.get("taskDefinition")) for s in services for d in s.deployments}
+                             | {str(t.get("taskDefinitionArn")) for ts in stopped.values() for t in ts})
+            tds = dict(zip(td_arns, pool.map(self._task_definition, td_arns), strict=True))
+            functions = self._functions(scope, pool, errors)
+        for arn, td in tds.items():
+            if isinstance(td, GatewayError):
+                errors.append((arn, td))
+        task_defs = {k: v for k, v in tds.items() if not isinstance(v, GatewayError)}
+        refs: dict[str, ImageRef] = {}
+        for svc in services:
+            primary = svc.primary
+            td = task_defs.get(str(primary.get("taskDefinition"))) if primary else None
+            for c in (td or {}).get("containerDefinitions", []):
+                self._add_ref(refs, str(c.get("image", "")))
+        for fn in functions:
+            self._add_ref(refs, fn.image_uri)
+        images = Boto3Ecr(self.aws, self.workers).lookup(refs.values()) if refs else {}
+        return Snapshot(self.clock(), tuple(services), task_defs, stopped, images, tuple(functions),
+                        self.settings, tuple(errors))
+
+    @staticmethod
+    def _add_ref(refs: dict[str, ImageRef], uri: str) -> None:
+        try:
+            ref = ImageRef.parse(uri)
+        except InputError:
+            return
+        if ref.is_ecr:
+            refs[ref.uri] = ref
+
+    def _task_definition(self, arn: str) -> dict[str, Any] | GatewayError | None:
+        try:
+            return self.ecs.task_definition(arn)
+        except GatewayError as exc:
+            return exc
+
+    def _functions(self, scope: WatchScope, pool: ThreadPoolExecutor,
+                   errors: list[tuple[str, GatewayError]]) -> list[FunctionView]:
+        try:
+            names = list(scope.functions) if scope.functions is not None else \
+                self.lambdas.list_image_functions(scope.region)
+        except GatewayError as exc:
+            errors.append(("lambda:*", exc))
+            return []
+        out = []
+        for name, got in zip(names, pool.map(self._function, names), strict=True):
+            if isinstance(got, GatewayError):
+                errors.append((f"lambda:{name}", got))
+            elif got is not None and got.get("Configuration", {}).get("PackageType") == "Image":
+                out.append(FunctionView(name, got["Configuration"], str(got.get("Code", {}).get("ImageUri", ""))))
+        return out
+
+    def _function(self, name: str) -> dict[str, Any] | GatewayError | None:
+        try:
+            return self.lambdas.function(name)
+        except GatewayError as exc:
+            return exc
+
+    # -- judging -----------------------------------------------------------------------------------
+    def sweep(self, scope: WatchScope, *, debug: bool = False) -> WatchReport:
+        """One sweep: collect, watch, triage against stored incidents, record known-good, heartbeat."""
+        started = time.monotonic()
+        snap = self.collect(scope)
+        signals: list[Signal] = []
+        unverified = [Unverified("GRD001", target, str(exc), exc.code) for target, exc in snap.errors]
+        for cls in all_watchers().values():
+            try:
+                for item in cls().run(snap):
+                    (signals if isinstance(item, Signal) else unverified).append(item)  # type: ignore[arg-type]
+            except Exception as exc:
+                if debug:
+                    traceback.print_exc(file=sys.stderr)
+                unverified.append(Unverified("GRD000", "*", f"watcher {cls.id} crashed: {type(exc).__name__}: "
+                                             f"{exc}", "Crash"))
+        current = coalesce(signals, snap.now)
+        result: list[TriageResult] = []
+
+        def apply(doc: Any) -> Any:
+            previous = {i["id"]: incident_from_json(i) for i in (doc or {}).get("incidents", [])}
+            res = reconcile(previous, current, snap.now, in_scope=scope.covers, allow_resolve=not snap.errors)
+            result[:] = [res]
+            return {"version": 1, "updated_at": snap.now.isoformat(),
+                    "incidents": [i.to_json() for i in sorted(res.state.values(), key=lambda i: i.id)]}
+
+        update_json(self.store, INCIDENTS_KEY, apply)
+        triage = result[0]
+        known_good = self._record_known_good(snap, signals)
+        sent = self._notify(triage)
+        self.store.put(HEARTBEAT_KEY, _heartbeat(snap, triage))
+        if self.heartbeat:
+            try:
+                send_heartbeat(self.aws, self.aws.stats, {"open_incidents": len(triage.state),
+                                                          "services": len(snap.services)})
+            except NotifyError as exc:
+                sent.append(RouteResult("heartbeat", False, str(exc)))
+        incidents = tuple(sorted(triage.state.values(), key=lambda i: (-i.severity.rank, i.id)))
+        findings = [Finding(i.id, i.severity, ",".join(i.resources), i.title) for i in incidents]
+        failed_routes = [Unverified("GRD002", r.route, f"notification not delivered: {r.error}", "NotifyFailed")
+                         for r in sent if not r.ok]
+        code = exit_code(findings, [*unverified, *failed_routes])
+        return WatchReport(incidents, triage, tuple(signals), (*unverified, *failed_routes), known_good,
+                           self.aws.stats.to_json(), round(time.monotonic() - started, 3), code,
+                           snap.now.isoformat(), len(snap.services), len(snap.functions), tuple(sent))
+
+    def _notify(self, triage: TriageResult) -> list[RouteResult]:
+        """One notification per opened, materially updated or resolved incident, through every route."""
+        observe = ("nothing: the watchdog observes and reports; remediation is a separate, gated step",)
+        messages = [Notification.from_incident(i, NotificationKind.INCIDENT_OPENED, observe) for i in triage.opened]
+        messages += [Notification.from_incident(i, NotificationKind.INCIDENT_UPDATED, observe)
+                     for i in triage.updated]
+        messages += [Notification.from_incident(i, NotificationKind.INCIDENT_RESOLVED) for i in triage.resolved]
+        results: list[RouteResult] = []
+        for message in messages:
+            results += dispatch(self.routes, message)
+        return results
+
+    def _record_known_good(self, snap: Snapshot, signals: Sequence[Signal]) -> tuple[str, ...]:
+        """Remember the task definition of every steady, signal-free service whose images all exist."""
+        troubled = {s.resource for s in signals}
+        by_cluster: dict[str, dict[str, dict[str, Any]]] = {}
+        for svc in snap.services:
+            primary = svc.primary
+            if not svc.steady or svc.resource in troubled or primary is None:
+                continue
+            td_arn = str(primary.get("taskDefinition"))
+            td = snap.task_definitions.get(td_arn) or {}
+            digests: dict[str, str] = {}
+            ok = True
+            for c in td.get("containerDefinitions", []):
+                answer = snap.images.get(str(c.get("image")))
+                if isinstance(answer, ImageInfo):
+                    ok = ok and answer.status is ImageStatus.PRESENT
+                    digests[str(c.get("image"))] = answer.digest or ""
+                elif answer is not None:
+                    ok = False
+            if ok:
+                by_cluster.setdefault(svc.cluster, {})[svc.name] = {
+                    "task_definition": td_arn, "images": digests, "deployment": str(primary.get("id", "")),
+                    "observed_at": snap.now.isoformat()}
+        for fn in snap.functions:
+            cfg = fn.config
+            if fn.resource in troubled or cfg.get("State") != "Active" or cfg.get("LastUpdateStatus") == "Failed":
+                continue
+            by_cluster.setdefault("_lambda", {})[fn.name] = {
+                "image_uri": fn.image_uri, "code_sha256": str(cfg.get("CodeSha256", "")),
+                "version": str(cfg.get("Version", "")), "observed_at": snap.now.isoformat()}
+        changed: list[str] = []
+        for group, records in sorted(by_cluster.items()):
+            key = "known-good/lambda.json" if group == "_lambda" else f"known-good/ecs/{group}.json"
+            current, _ = read_json(self.store, key)
+            stale = {n: r for n, r in records.items()
+                     if _identity(r) != _identity(((current or {}).get("services") or {}).get(n))}
+            if not stale:
+                continue
+
+            def merge(doc: Any, stale: dict[str, dict[str, Any]] = stale) -> Any:
+                services = dict((doc or {}).get("services") or {})
+                services.update(stale)
+                return {"version": 1, "services": services}
+
+            update_json(self.store, key, merge)
+            prefix = "lambda:" if group == "_lambda" else f"ecs:{group}/"
+            changed += [prefix + n for n in sorted(stale)]
+        return tuple(changed)
+
+
+def _identity(record: Any) -> Any:
+    if not record:
+        return None
+    return {k: v for k, v in record.items() if k != "observed_at"}
+
+
+def _heartbeat(snap: Snapshot, triage: TriageResult) -> bytes:
+    return json.dumps({"swept_at": snap.now.isoformat(), "services": len(snap.services),
+                       "functions": len(snap.functions), "open_incidents": len(triage.state),
+                       "errors": len(snap.errors)}).encode()
+
+
+def known_good_service(store: StateStore, cluster: str, service: str) -> dict[str, Any] | None:
+    """The last known-good record of an ECS service (task definition, image digests), if any."""
+    doc, _ = read_json(store, f"known-good/ecs/{cluster}.json")
+    record = ((doc or {}).get("services") or {}).get(service)
+    return dict(record) if record else None
+
+
+def known_good_function(store: StateStore, function: str) -> dict[str, Any] | None:
+    """The last known-good record of a Lambda function (image, CodeSha256, version), if any."""
+    doc, _ = read_json(store, "known-good/lambda.json")
+    record = ((doc or {}).get("services") or {}).get(function)
+    return dict(record) if record else None
+

@@ -1,0 +1,148 @@
+"""The Watcher base class and the read-only Snapshot of live state every watcher reads."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from guard.errors import GatewayError
+from guard.models import Cause, Severity, Signal, Unverified
+from guard.reasons import Diagnosis, diagnose_task
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """Thresholds; defaults follow ECS behaviour (stopped tasks are kept about an hour)."""
+
+    lookback: timedelta = timedelta(minutes=30)
+    stall_after: timedelta = timedelta(minutes=30)
+    below_desired_grace: timedelta = timedelta(minutes=10)
+    crash_threshold: int = 3
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """One ECS service as DescribeServices returned it."""
+
+    cluster: str
+    raw: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        """Service name."""
+        return str(self.raw["serviceName"])
+
+    @property
+    def resource(self) -> str:
+        """`ecs:CLUSTER/SERVICE`."""
+        return f"ecs:{self.cluster}/{self.name}"
+
+    @property
+    def deployments(self) -> list[Mapping[str, Any]]:
+        """Deployments, PRIMARY first."""
+        deps = list(self.raw.get("deployments", []))
+        return sorted(deps, key=lambda d: d.get("status") != "PRIMARY")
+
+    @property
+    def primary(self) -> Mapping[str, Any] | None:
+        """The PRIMARY deployment, if any."""
+        deps = self.deployments
+        return deps[0] if deps and deps[0].get("status") == "PRIMARY" else None
+
+    @property
+    def steady(self) -> bool:
+        """One deployment, COMPLETED (or no rollout state), running == desired > 0."""
+        p = self.primary
+        return (p is not None and len(self.deployments) == 1 and p.get("rolloutState", "COMPLETED") == "COMPLETED"
+                and int(self.raw.get("desiredCount", 0)) > 0
+                and int(self.raw.get("runningCount", 0)) == int(self.raw.get("desiredCount", 0)))
+
+
+@dataclass(frozen=True)
+class FunctionView:
+    """One image-based Lambda function as GetFunction returned it."""
+
+    name: str
+    config: Mapping[str, Any]
+    image_uri: str
+
+    @property
+    def resource(self) -> str:
+        """`lambda:FUNCTION`."""
+        return f"lambda:{self.name}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one sweep read, so watchers never call AWS themselves."""
+
+    now: datetime
+    services: tuple[ServiceView, ...] = ()
+    task_definitions: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
+    stopped_tasks: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+    images: Mapping[str, Any] = field(default_factory=dict)
+    functions: tuple[FunctionView, ...] = ()
+    settings: WatchSettings = WatchSettings()
+    errors: tuple[tuple[str, GatewayError], ...] = ()
+
+    def recent_stopped(self, service: ServiceView) -> list[Mapping[str, Any]]:
+        """The service's tasks stopped within the lookback window, newest first."""
+        horizon = self.now - self.settings.lookback
+        tasks = [t for t in self.stopped_tasks.get(service.resource, ())
+                 if as_datetime(t.get("stoppedAt") or t.get("createdAt")) >= horizon]
+        return sorted(tasks, key=lambda t: as_datetime(t.get("stoppedAt") or t.get("createdAt")), reverse=True)
+
+    def attribute(self, service: ServiceView, task_definition: str) -> Diagnosis | None:
+        """The cause recent failed starts of `task_definition` show, so a rollout symptom joins its cause."""
+        for task in self.recent_stopped(service):
+            if task.get("taskDefinitionArn") != task_definition:
+                continue
+            found = diagnose_task(task, self.task_definitions.get(task_definition))
+            if found is not None:
+                return found
+        return None
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def as_datetime(value: Any) -> datetime:
+    """An AWS timestamp (datetime from boto3, ISO text or epoch seconds) as an aware datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str) and value:
+        try:
+            return as_datetime(datetime.fromisoformat(value))
+        except ValueError:
+            return EPOCH
+    return EPOCH
+
+
+class Watcher(ABC):
+    """A post-deploy watcher over a Snapshot; it never raises for a business condition."""
+
+    id: ClassVar[str]
+    title: ClassVar[str]
+    severity: ClassVar[Severity]
+    proves: ClassVar[str]
+    cannot_prove: ClassVar[str]
+
+    def signal(self, resource: str, cause: Cause, key: str, message: str, *, since: datetime | None = None,
+               latent: bool = False, severity: Severity | None = None,
+               **evidence: str | int | bool | list[str] | None) -> Signal:
+        """Build a signal of this watcher."""
+        return Signal(self.id, severity or self.severity, resource, cause, key, message,
+                      since.isoformat() if since else "", evidence, latent)
+
+    def unverified(self, target: str, reason: object) -> Unverified:
+        """Build an unverified outcome of this watcher."""
+        return Unverified(self.id, target, str(reason), getattr(reason, "code", ""))
+
+    @abstractmethod
+    def run(self, snap: Snapshot) -> Iterable[Signal | Unverified]:
+        """Yield signals (and unverified outcomes) for the snapshot."""

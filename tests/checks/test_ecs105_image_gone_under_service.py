@@ -1,0 +1,31 @@
+"""ECS105: the latent hazard, an image deleted under a steady service, seen before any restart."""
+
+from __future__ import annotations
+
+from guard.models import Cause
+from guard.sandbox.ecs_sim import EcsSimulator
+from guard.sandbox.scenarios import Scenario
+from tests.watchrun import Sweep, steady_service
+
+
+def test_latent_hazard_then_the_restart(aws: Scenario, sim: EcsSimulator, sweep: Sweep) -> None:
+    repo = aws.repository("shop/api")
+    aws.push_image("shop/api", "v1")
+    steady_service(aws, sim, "api", f"{repo}:v1")
+    steady_service(aws, sim, "worker", f"{repo}:v1")
+    aws.delete_image("shop/api", tag="v1")
+    sim.tick(3)  # nothing breaks while tasks keep running
+    first = sweep()
+    [inc] = first.incidents
+    assert inc.latent and inc.cause is Cause.MISSING_IMAGE and inc.cause_key == f"{repo}:v1"
+    assert inc.resources == ("ecs:prod/api", "ecs:prod/worker")
+    assert [i.id for i in first.triage.opened] == [inc.id] and first.exit_code == 1
+    again = sweep()
+    assert again.triage.opened == () and again.triage.updated == () and [i.id for i in again.incidents] == [inc.id]
+    sim.restart_tasks("prod", "api")
+    sim.tick()
+    after = sweep()
+    [same] = after.incidents
+    assert same.id == inc.id and not same.latent
+    assert [i.id for i in after.triage.updated] == [inc.id] and after.triage.opened == ()
+    assert {s.watcher_id for s in same.signals} == {"ECS101", "ECS105"}

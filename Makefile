@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench docs clean
+.PHONY: demo test lint typecheck bench docs lambda-package clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m guard.docs > docs/checks.md
+
+lambda-package: $(STAMP)
+	rm -rf build/lambda
+	$(BIN)/python -m pip install --quiet --target build/lambda .
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache bench/results

@@ -7,20 +7,21 @@ import logging
 import sys
 from pathlib import Path
 
-from bench import gate
+from bench import gate, watch
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> int:
-    """Run the benchmarks given on the command line (default: all)."""
+    """`python -m bench [gate|watch]... [SIZE]...` (default: every benchmark at 10, 100, 1000)."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     RESULTS.mkdir(exist_ok=True)
-    sizes = tuple(int(a) for a in sys.argv[1:]) or (10, 100, 1000)
-    figures = gate.run(sizes)
-    path = RESULTS / "gate.json"
-    path.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
+    names = [a for a in sys.argv[1:] if not a.isdigit()] or ["gate", "watch"]
+    sizes = tuple(int(a) for a in sys.argv[1:] if a.isdigit()) or (10, 100, 1000)
+    for name in names:
+        figures = {"gate": gate.run, "watch": watch.run}[name](sizes)
+        (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+        print(json.dumps(figures, indent=2))
     return 0
 
 

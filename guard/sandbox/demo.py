@@ -18,8 +18,11 @@ from guard.context import CheckContext, Commit
 from guard.exitcodes import ExitCode
 from guard.gate import GateInputs, GateReport, build_plan, run_checks
 from guard.gateways.aws import AwsSession
+from guard.notify import SlackRoute
 from guard.report.table import render_table
+from guard.report.watch import render_watch_table
 from guard.sandbox.aws import DEFAULT_ACCOUNT, AwsSandbox
+from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.github_server import DEFAULT_TOKEN, GitHubSandbox
 from guard.sandbox.plans import (
     PlannedLambda,
@@ -29,6 +32,9 @@ from guard.sandbox.plans import (
     task_definition_change,
 )
 from guard.sandbox.scenarios import Scenario
+from guard.sandbox.webhook_server import WebhookSandbox
+from guard.state import LocalStore
+from guard.watch import Watchdog, WatchReport, WatchScope
 
 REPO = "acme/shop"
 GOOD_SHA = "9c1e7b2" + "4d" * 16 + "a"
@@ -47,17 +53,23 @@ class World:
     bad_run: int
 
 
+EXPECTED = {"green deploy": ExitCode.CLEAN, "broken deploy": ExitCode.FINDINGS, "latent hazard": ExitCode.FINDINGS,
+            "tasks restart": ExitCode.FINDINGS}
+
+
 @dataclass
 class DemoResult:
     """Each stage's outcome, asserted by the replay test."""
 
     stages: dict[str, ExitCode] = field(default_factory=dict)
     reports: dict[str, GateReport] = field(default_factory=dict)
+    sweeps: dict[str, WatchReport] = field(default_factory=dict)
+    notifications: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def as_expected(self) -> bool:
-        """Green deploy passed and the broken one was blocked."""
-        return self.stages == {"green deploy": ExitCode.CLEAN, "broken deploy": ExitCode.FINDINGS}
+        """Every stage ended as the story says."""
+        return self.stages == EXPECTED
 
 
 @contextmanager
@@ -138,7 +150,38 @@ def replay(console: Console) -> DemoResult:
             render_table(report, console)
             result.stages[name] = report.exit_code
             result.reports[name] = report
+        _watch_stages(console, sandbox, Path(tmp), result)
     return result
+
+
+def _watch_stages(console: Console, sandbox: AwsSandbox, tmp: Path, result: DemoResult) -> None:
+    """The image under the steady prod services expires; the watchdog sees it before and after restarts."""
+    sim = EcsSimulator(sandbox)
+    sim.tick(2)
+    with WebhookSandbox() as hook:
+        dog = Watchdog(AwsSession(), LocalStore(tmp / "state"), routes=[SlackRoute(hook.url)], heartbeat=False)
+        scope = WatchScope(clusters=("prod",), functions=())
+        dog.sweep(scope)
+        Scenario(sandbox).delete_image("shop/api", tag=GOOD_SHA[:7])
+        sim.tick()
+        steps = [
+            ("latent hazard", "A lifecycle rule expires shop/api:" + GOOD_SHA[:7] + " while prod/api runs on it. "
+             "Nothing fails yet: running tasks keep their image. `guard watch --once`:", None),
+            ("tasks restart", "25 hours later the tasks are replaced, cannot pull the image, and fail to start. "
+             "The next sweep updates the same incident (not a new alert):", "api"),
+        ]
+        for name, story, restart in steps:
+            if restart:
+                sim.restart_tasks("prod", restart)
+                sim.tick()
+            console.print(Panel(story, title=f"[bold]{name}[/]", expand=False))
+            sweep = dog.sweep(scope)
+            render_watch_table(sweep, console)
+            result.stages[name] = sweep.exit_code
+            result.sweeps[name] = sweep
+        result.notifications = list(hook.received)
+        console.print(f"[dim]{len(hook.received)} notification(s) reached the Slack webhook: "
+                      + "; ".join(str(m.get("text", ""))[:90] for m in hook.received) + "[/]")
 
 
 def run_demo(console: Console | None = None) -> int:

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 def test_replay_blocks_the_broken_deploy_with_the_exact_reasons() -> None:
     out = io.StringIO()
     result = replay(Console(file=out, width=200, emoji=False))
-    assert result.stages == {"green deploy": ExitCode.CLEAN, "broken deploy": ExitCode.FINDINGS}
+    assert result.stages == {"green deploy": ExitCode.CLEAN, "broken deploy": ExitCode.FINDINGS,
+                             "latent hazard": ExitCode.FINDINGS, "tasks restart": ExitCode.FINDINGS}
     broken = result.reports["broken deploy"]
     assert sorted((f.check_id, f.target) for f in broken.findings) == [
         ("IMG001", "module.api.aws_ecs_task_definition.prod_api"),
@@ -27,5 +28,12 @@ def test_replay_blocks_the_broken_deploy_with_the_exact_reasons() -> None:
     [prv] = [f for f in broken.findings if f.check_id == "PRV001"]
     assert prv.evidence["state"] == "cancelled"
     assert result.reports["green deploy"].findings == ()
+    [latent] = result.sweeps["latent hazard"].incidents
+    assert latent.latent and latent.resources == ("ecs:prod/api",)
+    assert [i.id for i in result.sweeps["latent hazard"].triage.opened] == [latent.id]
+    restart = result.sweeps["tasks restart"]
+    assert restart.triage.opened == () and [i.id for i in restart.triage.updated] == [latent.id]
+    assert not restart.incidents[0].latent
+    assert [m["text"].split(" ")[1] for m in result.notifications] == [latent.id, latent.id]
     text = out.getvalue()
     assert "BLOCKED" in text and "concluded cancelled" in text and "PASS" in text

@@ -16,12 +16,12 @@ demo: $(STAMP)
 	$(BIN)/guard demo
 
 test: $(STAMP)
-	$(BIN)/ruff check guard checks tests bench
+	$(BIN)/ruff check guard checks rollback tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check guard checks tests bench
+	$(BIN)/ruff check guard checks rollback tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

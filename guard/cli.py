@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -203,6 +204,170 @@ def notify(opts: GlobalOptions, test_routes: bool) -> None:
         click.echo("warning: no routes configured in [notify]: incidents reach only this process's output",
                    err=True)
     sys.exit(int(ExitCode.FINDINGS if any(not r.ok for r in results) else ExitCode.CLEAN))
+
+
+def _remediation_runtime(opts: GlobalOptions, state: str | None, progress: Any = None) -> Any:
+    """Config, AWS session, state store, gate, action and plan contexts: shared by remediate and rollback."""
+    from guard.actions import ActionContext
+    from guard.agent.playbook import PlanContext
+    from guard.config import load_config
+    from guard.gateways.aws import AwsSession, AwsSettings
+    from guard.notify import StdoutRoute, build_routes
+    from guard.policy import PolicyGate
+    from guard.state import store_from_url
+
+    config = load_config(opts.config)
+    aws = AwsSession(AwsSettings(account_roles=config.account_roles))
+    store = store_from_url(state or config.watch.state, aws)
+    rc = config.remediate
+    routes = [StdoutRoute(sys.stderr), *build_routes(config.notify, aws, aws.stats)]
+    ctx = ActionContext(aws, timeout_s=rc.wait_timeout_seconds, poll_s=rc.poll_seconds, routes=routes,
+                        progress=progress or (lambda message: click.echo(f"  … {message}", err=True)))
+    github = None
+    if os.environ.get("GITHUB_TOKEN") and rc.build_repository:
+        from guard.gateways.github import PyGithubGateway
+
+        github = PyGithubGateway.from_env(aws.stats)
+    return config, store, PolicyGate(rc, store, aws), ctx, PlanContext(store, aws, rc, github)
+
+
+def _planner() -> Any:
+    """The model-backed planner when ANTHROPIC_API_KEY is set, else the deterministic playbook."""
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        from guard.agent.llm import LlmPlanner
+
+        return LlmPlanner()
+    from guard.agent.playbook import playbook_planner
+
+    return playbook_planner
+
+
+@main.command()
+@click.argument("incident_id", required=False)
+@click.option("--mode", type=click.Choice(["observe", "propose", "act"]), help="Default: [remediate] mode, "
+              "else observe.")
+@click.option("--dry-run", is_flag=True, help="Plan and show every decision; change nothing.")
+@click.option("--state", help="Watchdog state (default: [watch] state).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def remediate(opts: GlobalOptions, incident_id: str | None, mode: str | None, dry_run: bool, state: str | None,
+              fmt: str) -> None:
+    """Plan and, within policy, repair open incidents; every step is journaled."""
+    from guard.errors import GatewayError
+    from guard.policy import Mode
+    from guard.remediate import Remediator, open_incident_ids
+
+    try:
+        config, store, gate, ctx, plan_ctx = _remediation_runtime(opts, state)
+        ids = [incident_id] if incident_id else open_incident_ids(store)
+        remediator = Remediator(store, gate, ctx, plan_ctx, _planner())
+        run_mode = Mode(mode) if mode else config.remediate.mode
+        reports = [remediator.run(i, mode=run_mode, dry_run=dry_run) for i in ids]
+    except (InputError, ValueError) as exc:
+        _fail(str(exc), ExitCode.USAGE)
+        return
+    except GatewayError as exc:
+        _fail(f"could not verify: {exc}", ExitCode.UNVERIFIED)
+        return
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps({"version": 1, "remediations": [r.to_json() for r in reports]}, indent=2))
+    else:
+        for r in reports:
+            click.echo(f"{r.incident_id}: {r.status} (mode {r.mode.value}{', dry run' if dry_run else ''})")
+            for res in r.results:
+                click.echo(f"  {res.status:9} {res.action.get('description', res.action.get('kind'))}: {res.reason}")
+            if r.postmortem_key:
+                click.echo(f"  postmortem: {r.postmortem_key} (guard postmortem {r.incident_id})")
+        if not reports:
+            click.echo("no open incidents")
+    sys.exit(int(max((r.exit_code for r in reports), default=ExitCode.CLEAN)))
+
+
+@main.command()
+@click.option("--service", metavar="CLUSTER/SERVICE", help="ECS service to roll back.")
+@click.option("--lambda", "function", metavar="FUNCTION", help="Lambda function whose alias to roll back.")
+@click.option("--to", "target", help="Task definition ARN or Lambda version (default: the recorded known-good).")
+@click.option("--alias", help="Lambda alias (default: [remediate] lambda_alias, else live).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--state", help="Watchdog state holding the known-good records (default: [watch] state).")
+@click.pass_obj
+def rollback(opts: GlobalOptions, service: str | None, function: str | None, target: str | None,
+             alias: str | None, yes: bool, state: str | None) -> None:
+    """Roll one service or Lambda alias back to its known-good revision, and wait until it is steady."""
+    from guard.errors import GatewayError
+    from guard.manual import manual_rollback
+
+    if bool(service) == bool(function):
+        _fail("give exactly one of --service CLUSTER/SERVICE or --lambda FUNCTION", ExitCode.USAGE)
+    try:
+        _, store, gate, ctx, plan_ctx = _remediation_runtime(opts, state)
+        code = manual_rollback(store, gate, ctx, plan_ctx, service=service, function=function, target=target,
+                               alias=alias, confirm=None if yes else click.confirm, echo=click.echo)
+    except (InputError, ValueError) as exc:
+        _fail(str(exc), ExitCode.USAGE)
+        return
+    except GatewayError as exc:
+        _fail(f"could not verify: {exc}", ExitCode.UNVERIFIED)
+        return
+    sys.exit(int(code))
+
+
+@main.command()
+@click.argument("incident_id")
+@click.option("--state", help="Watchdog state (default: [watch] state).")
+@click.option("--output", type=click.Path(path_type=Path), help="Write the Markdown here instead of stdout.")
+@click.pass_obj
+def postmortem(opts: GlobalOptions, incident_id: str, state: str | None, output: Path | None) -> None:
+    """Render the incident's postmortem from its journal."""
+    from datetime import UTC, datetime
+
+    from guard.config import load_config
+    from guard.gateways.aws import AwsSession
+    from guard.journal import EntryKind, Journal
+    from guard.postmortem import render_postmortem
+    from guard.state import store_from_url
+    from guard.triage import incident_from_json
+
+    try:
+        config = load_config(opts.config)
+        store = store_from_url(state or config.watch.state, AwsSession())
+        entries = Journal(store, incident_id).entries()
+    except (InputError, ValueError) as exc:
+        _fail(str(exc), ExitCode.USAGE)
+        return
+    if not entries:
+        _fail(f"no journal for {incident_id}", ExitCode.USAGE)
+    snapshot = next((e.data for e in entries if e.kind is EntryKind.INCIDENT), None)
+    incident = incident_from_json(snapshot) if snapshot else None
+    text = render_postmortem(incident, entries, generated_at=datetime.now(UTC).isoformat())
+    if output:
+        output.write_text(text)
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command("iam-policy")
+@click.option("--role", "roles", multiple=True, type=click.Choice(["check", "watch", "remediate"]),
+              help="Capabilities to grant (default: all three).")
+@click.pass_obj
+def iam_policy(opts: GlobalOptions, roles: tuple[str, ...]) -> None:
+    """Print the least-privilege IAM policy for the configured scope (allowlist expanded to exact ARNs)."""
+    from guard.config import load_config
+    from guard.errors import GatewayError
+    from guard.gateways.aws import AwsSession
+    from guard.iam import render_policy, scope_from_config
+
+    try:
+        config = load_config(opts.config)
+        scope = scope_from_config(config, AwsSession(), roles or ("check", "watch", "remediate"))
+        click.echo(render_policy(scope))
+    except (InputError, ValueError) as exc:
+        _fail(str(exc), ExitCode.USAGE)
+    except GatewayError as exc:
+        _fail(f"could not read the account to scope the policy: {exc}", ExitCode.UNVERIFIED)
 
 
 @main.command("checks")

@@ -10,6 +10,7 @@ from typing import Any
 
 from guard.models import InputError, Severity
 from guard.notify import NotifyConfig, parse_notify_config
+from guard.policy import RemediateConfig, parse_remediate_config
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class GuardConfig:
     parity: ParityConfig = ParityConfig()
     watch: WatchConfig = WatchConfig()
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    remediate: RemediateConfig = field(default_factory=RemediateConfig)
     source: str = "defaults"
 
 
@@ -95,7 +97,8 @@ def _watch(value: Any, source: str) -> WatchConfig:
 
 def parse_config(table: Mapping[str, Any], source: str) -> GuardConfig:
     """Validate a `[tool.guard]` table; unknown keys are refused so typos never pass silently."""
-    known = {"fail_on", "severity", "disabled", "build_workflows", "accounts", "parity", "watch", "notify"}
+    known = {"fail_on", "severity", "disabled", "build_workflows", "accounts", "parity", "watch", "notify",
+             "remediate"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise InputError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -126,6 +129,7 @@ def parse_config(table: Mapping[str, Any], source: str) -> GuardConfig:
                             _strs(parity.get("ignore", []), f"{source}: parity.ignore")),
         watch=_watch(table.get("watch", {}), source),
         notify=parse_notify_config(_table(table.get("notify", {}), f"{source}: notify"), source),
+        remediate=parse_remediate_config(_table(table.get("remediate", {}), f"{source}: remediate"), source),
         source=source,
     )
 

@@ -89,10 +89,22 @@ class Snapshot:
     errors: tuple[tuple[str, GatewayError], ...] = ()
 
     def recent_stopped(self, service: ServiceView) -> list[Mapping[str, Any]]:
-        """The service's tasks stopped within the lookback window, newest first."""
+        """The service's tasks stopped within the lookback window, newest first.
+
+        Once the service is steady again, only its current deployment's tasks (ECS sets a service task's
+        `startedBy` to its deployment ID) stopped after its last "reached a steady state" event count:
+        failures before the recovery are history.
+        """
         horizon = self.now - self.settings.lookback
+        current = ""
+        if service.steady:
+            current = str((service.primary or {}).get("id", ""))
+            steady = [as_datetime(e.get("createdAt")) for e in service.raw.get("events", [])
+                      if "has reached a steady state" in str(e.get("message", ""))]
+            horizon = max([horizon, *steady])
         tasks = [t for t in self.stopped_tasks.get(service.resource, ())
-                 if as_datetime(t.get("stoppedAt") or t.get("createdAt")) >= horizon]
+                 if as_datetime(t.get("stoppedAt") or t.get("createdAt")) >= horizon
+                 and (not current or t.get("startedBy") == current)]
         return sorted(tasks, key=lambda t: as_datetime(t.get("stoppedAt") or t.get("createdAt")), reverse=True)
 
     def attribute(self, service: ServiceView, task_definition: str) -> Diagnosis | None:

@@ -50,3 +50,6 @@ __all__ = ["guard_fixture"]
 from tests.watchrun import sim_fixture, sweep_fixture  # noqa: E402  (registers `sim` and `sweep`)
 
 __all__ += ["sim_fixture", "sweep_fixture"]
+from tests.remedyrun import world_fixture  # noqa: E402  (registers `world`)
+
+__all__ += ["world_fixture"]

@@ -116,6 +116,29 @@ class PyGithubGateway:
                 if len(batch) < PER_PAGE or page * PER_PAGE >= pages.totalCount:
                     return list(found.values())
 
+    def run(self, repo: str, run_id: int) -> WorkflowRun:
+        """One workflow run, as it is now."""
+        with self._call("GetWorkflowRun", repo):
+            self._count("GetWorkflowRun")
+            return _to_run(self._github.get_repo(repo).get_workflow_run(run_id))
+
+    def recent_runs(self, repo: str) -> list[WorkflowRun]:
+        """The newest 100 workflow runs of `repo` (one page), newest first."""
+        with self._call("ListWorkflowRuns", repo):
+            self._count("ListWorkflowRuns")
+            return [_to_run(r) for r in self._github.get_repo(repo).get_workflow_runs().get_page(0)]
+
+    def rerun(self, repo: str, run_id: int) -> None:
+        """POST the run's rerun URL; a refusal raises (AccessDenied names the permission the token lacks).
+
+        PyGithub's `WorkflowRun.rerun()` only returns False on refusal, so the request goes through its
+        requester, which raises with GitHub's status and headers. POSTs are never retried.
+        """
+        with self._call("ReRunWorkflow", repo):
+            self._count("ReRunWorkflow")
+            url = f"{self._api_url}/repos/{repo}/actions/runs/{run_id}/rerun"
+            self._github.requester.requestJsonAndCheck("POST", url)
+
     def _count(self, operation: str) -> None:
         name = f"{SERVICE}:{operation}"
         self._stats.call(name)

@@ -1,0 +1,1 @@
+"""Planners: the deterministic playbook and the optional model-backed agent loop."""

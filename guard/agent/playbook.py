@@ -1,0 +1,160 @@
+"""The deterministic playbook: an incident's cause decides an ordered list of strategies.
+
+Each strategy is tried in turn until one is verified; the last one always hands the incident to a human.
+Missing image from a build that was cancelled or failed: rerun that build, then redeploy. Otherwise roll back
+to the known-good revision. Causes a rollback cannot fix (a secret, a role, the network) go to a human.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from guard.actions import Action, make_action
+from guard.errors import GatewayError
+from guard.gateways.aws import AwsSession, call
+from guard.models import Cause, ImageRef, Incident, InputError
+from guard.policy import RemediateConfig
+from guard.state import StateStore
+from guard.watch import known_good_function, known_good_service
+
+_HEX = re.compile(r"^[0-9a-f]{7,40}$")
+_NOT_ROLLBACKABLE = {
+    Cause.SECRET: "a secret or parameter the tasks need cannot be fetched; the known-good revision needs it too",
+    Cause.EXECUTION_ROLE: "the execution role is missing or denied; every revision uses it",
+    Cause.REGISTRY_AUTH: "the tasks cannot authenticate to the registry; every revision needs that",
+    Cause.NETWORK: "the tasks cannot reach the network they need; no revision change fixes that",
+}
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """Actions that together repair the incident, and why this strategy was chosen."""
+
+    name: str
+    rationale: str
+    actions: tuple[Action, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON for the journal's plan entry."""
+        return {"name": self.name, "rationale": self.rationale, "actions": [a.to_json() for a in self.actions]}
+
+
+@dataclass
+class PlanContext:
+    """What planning may read: known-good memory, GitHub runs, ECS and Lambda state."""
+
+    store: StateStore
+    aws: AwsSession
+    config: RemediateConfig
+    github: Any = None
+
+
+def _ecs(resource: str) -> tuple[str, str] | None:
+    kind, _, name = resource.partition(":")
+    if kind != "ecs" or "/" not in name:
+        return None
+    cluster, _, service = name.partition("/")
+    return cluster, service
+
+
+def escalation(incident: Incident, reason: str) -> Strategy:
+    """The last strategy of every plan."""
+    return Strategy("escalate", reason, (make_action("escalate", incident_id=incident.id, reason=reason,
+                                                title_text=incident.title, resources=incident.resources),))
+
+
+def _rerun(incident: Incident, ctx: PlanContext) -> Strategy | None:
+    """The build that should have pushed the missing image, when it was cancelled or failed."""
+    if incident.cause is not Cause.MISSING_IMAGE or ctx.github is None or not ctx.config.build_repository:
+        return None
+    try:
+        ref = ImageRef.parse(incident.cause_key)
+    except InputError:
+        return None
+    tag = (ref.tag or "").lower()
+    if not _HEX.match(tag):
+        return None
+    try:
+        runs = ctx.github.recent_runs(ctx.config.build_repository)
+    except GatewayError:
+        return None
+    wanted = ctx.config.build_workflow
+    for run in runs:
+        if run.head_sha.startswith(tag) and (not wanted or wanted in (run.name, run.path)
+                                             or run.path.endswith(f"/{wanted}")):
+            if run.status == "completed" and run.conclusion == "success":
+                return None
+            services = [s for s in (_ecs(r) for r in incident.resources) if s]
+            return Strategy(
+                "rerun build, then redeploy",
+                f"image {incident.cause_key} was never pushed: build run {run.id} for commit {run.head_sha[:12]} "
+                f"{run.conclusion or run.status}; rerun it and redeploy the {len(services)} affected service(s)",
+                (make_action("rerun_build", repository=ctx.config.build_repository, run_id=run.id,
+                       images=(incident.cause_key,)),
+                 *(make_action("redeploy", cluster=c, service=s) for c, s in services)))
+    return None
+
+
+def _rollback(incident: Incident, ctx: PlanContext) -> Strategy | None:
+    """Known-good revisions for every affected resource, skipping those that need the missing image."""
+    actions: list[Action] = []
+    notes: list[str] = []
+    for resource in incident.resources:
+        ecs = _ecs(resource)
+        if ecs is not None:
+            record = known_good_service(ctx.store, *ecs)
+            if record is None:
+                notes.append(f"no known-good revision recorded for {resource}")
+                continue
+            if incident.cause is Cause.MISSING_IMAGE and incident.cause_key in record.get("images", {}):
+                notes.append(f"the known-good revision of {resource} uses the missing image too")
+                continue
+            actions.append(make_action("ecs_rollback", cluster=ecs[0], service=ecs[1],
+                                 task_definition=str(record["task_definition"])))
+        elif resource.startswith("lambda:"):
+            action = _lambda_rollback(resource[7:], ctx, notes)
+            if action is not None:
+                actions.append(action)
+    if not actions:
+        return None
+    rationale = f"roll {len(actions)} resource(s) back to the revision last seen healthy"
+    return Strategy("roll back to known-good", rationale + (f" ({'; '.join(notes)})" if notes else ""),
+                    tuple(actions))
+
+
+def _lambda_rollback(function: str, ctx: PlanContext, notes: list[str]) -> Action | None:
+    record = known_good_function(ctx.store, function)
+    if record is None:
+        notes.append(f"no known-good code recorded for lambda:{function}")
+        return None
+    sha = str(record.get("code_sha256", ""))
+    try:
+        versions = call(ctx.aws.client("lambda"), "ListVersionsByFunction", FunctionName=function)["Versions"]
+    except (ClientError, GatewayError):
+        notes.append(f"could not list versions of {function}")
+        return None
+    good = [v["Version"] for v in versions if v.get("Version") != "$LATEST" and v.get("CodeSha256") == sha]
+    if not good:
+        notes.append(f"no published version of {function} runs the known-good code {sha[:12]}")
+        return None
+    return make_action("lambda_rollback", function=function, alias=ctx.config.lambda_alias, version=max(good, key=int),
+                 code_sha256=sha)
+
+
+def plan(incident: Incident, ctx: PlanContext) -> list[Strategy]:
+    """Ordered strategies for the incident; always ends with an escalation."""
+    if incident.cause in _NOT_ROLLBACKABLE:
+        return [escalation(incident, f"rollback cannot help: {_NOT_ROLLBACKABLE[incident.cause]}")]
+    strategies = [s for s in (_rerun(incident, ctx), _rollback(incident, ctx)) if s is not None]
+    reason = "no automated strategy left" if strategies else "no safe automated repair is known for this incident"
+    return [*strategies, escalation(incident, reason)]
+
+
+
+def playbook_planner(incident: Incident, ctx: PlanContext, journal: object, actor: str) -> list[Strategy]:
+    """The playbook as a Remediator planner (it journals nothing beyond the plan itself)."""
+    return plan(incident, ctx)

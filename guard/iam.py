@@ -1,0 +1,223 @@
+"""`guard iam-policy`: the least-privilege IAM policy document for the configured scope.
+
+Each role ("check", "watch", "remediate") contributes actions to named purposes; a purpose is one
+statement (one Sid) with one set of resources. A purpose whose resources the scope does not name (no
+topic, no state store, no service to roll back) is left out rather than widened to "*". Only read
+actions whose scoping the gate cannot know in advance are granted on "*"; every write is scoped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+ROLES = frozenset({"check", "watch", "remediate"})
+METRIC_NAMESPACE = "DeployGuard"
+
+_READ_IMAGES = frozenset({"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"})
+_STATE_OBJECTS = frozenset({"s3:GetObject", "s3:PutObject", "s3:DeleteObject"})
+_STATE_LIST = frozenset({"s3:ListBucket"})
+_STATE_TABLE = frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"})
+
+# role -> Sid -> actions. Resources and conditions per Sid are in `_resources` and `_conditions`.
+_GRANTS: dict[str, dict[str, frozenset[str]]] = {
+    "check": {
+        "ReadImages": _READ_IMAGES,
+        "ReadEcs": frozenset({"ecs:DescribeServices", "ecs:DescribeTaskDefinition"}),
+        "ReadLambda": frozenset({"lambda:GetFunction"}),
+        "ReadRoles": frozenset({"iam:GetRole"}),
+        "ReadReferences": frozenset({
+            "secretsmanager:DescribeSecret", "ssm:DescribeParameters", "logs:DescribeLogGroups"}),
+        "Identity": frozenset({"sts:GetCallerIdentity"}),
+    },
+    "watch": {
+        "ReadEcs": frozenset({
+            "ecs:ListClusters", "ecs:ListServices", "ecs:DescribeServices", "ecs:ListTasks",
+            "ecs:DescribeTasks", "ecs:DescribeTaskDefinition"}),
+        "ReadImages": _READ_IMAGES,
+        "ReadLambda": frozenset({"lambda:ListFunctions", "lambda:GetFunction"}),
+        "Heartbeat": frozenset({"cloudwatch:PutMetricData"}),
+        "Notify": frozenset({"sns:Publish"}),
+        "StateObjects": _STATE_OBJECTS,
+        "StateList": _STATE_LIST,
+        "StateTable": _STATE_TABLE,
+    },
+    "remediate": {
+        "RollbackServices": frozenset({"ecs:UpdateService"}),
+        "ReadEcs": frozenset({
+            "ecs:DescribeServices", "ecs:DescribeTaskDefinition", "ecs:ListTasks", "ecs:DescribeTasks"}),
+        "RollbackFunctions": frozenset({
+            "lambda:UpdateAlias", "lambda:GetAlias", "lambda:ListVersionsByFunction",
+            "lambda:UpdateFunctionCode", "lambda:GetFunction", "lambda:GetFunctionConfiguration"}),
+        "KillSwitch": frozenset({"ssm:GetParameter"}),
+        "Notify": frozenset({"sns:Publish"}),
+        "ReadImages": frozenset({"ecr:BatchGetImage"}),
+        "StateObjects": _STATE_OBJECTS,
+        "StateList": _STATE_LIST,
+        "StateTable": _STATE_TABLE,
+    },
+}
+
+
+@dataclass(frozen=True)
+class PolicyScope:
+    """What the policy covers: the account and the resources each capability may touch.
+
+    `ecr_repositories` empty means any repository (its grants are read-only); `sns_topics` are names or
+    ARNs; `state_prefix` is the S3 state prefix, its slashes stripped as `S3State` strips them.
+    """
+
+    account: str
+    region: str
+    partition: str = "aws"
+    ecs_services: tuple[tuple[str, str], ...] = ()
+    lambda_functions: tuple[str, ...] = ()
+    ecr_repositories: tuple[str, ...] = ()
+    state_bucket: str | None = None
+    state_prefix: str = ""
+    state_table: str | None = None
+    kill_switch_parameter: str | None = None
+    sns_topics: tuple[str, ...] = ()
+    roles: frozenset[str] = ROLES
+
+
+def actions_for(roles: Iterable[str]) -> set[str]:
+    """Every action `roles` can be granted, whatever the scope (both state stores included)."""
+    return {action for role in _checked_roles(roles) for actions in _GRANTS[role].values()
+            for action in actions}
+
+
+def generate_policy(scope: PolicyScope) -> dict[str, Any]:
+    """The IAM policy document for `scope`: one statement per purpose, everything sorted."""
+    if not scope.roles:
+        raise ValueError("no roles: a policy without statements grants nothing and IAM rejects it")
+    _check_names(scope)
+    actions: dict[str, set[str]] = {}
+    for role in _checked_roles(scope.roles):
+        for sid, granted in _GRANTS[role].items():
+            actions.setdefault(sid, set()).update(granted)
+    resources = _resources(scope)
+    conditions = _conditions(scope)
+    statements: list[dict[str, Any]] = []
+    for sid in sorted(actions):
+        if not resources[sid]:
+            continue
+        statement: dict[str, Any] = {
+            "Sid": sid, "Effect": "Allow", "Action": sorted(actions[sid]), "Resource": sorted(resources[sid]),
+        }
+        if sid in conditions:
+            statement["Condition"] = conditions[sid]
+        statements.append(statement)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def render_policy(scope: PolicyScope) -> str:
+    """The policy document for `scope` as indented JSON."""
+    return json.dumps(generate_policy(scope), indent=2)
+
+
+def _checked_roles(roles: Iterable[str]) -> list[str]:
+    chosen = sorted(set(roles))
+    unknown = [role for role in chosen if role not in ROLES]
+    if unknown:
+        raise ValueError(f"unknown role(s) {', '.join(unknown)}: expected some of {', '.join(sorted(ROLES))}")
+    return chosen
+
+
+def _check_names(scope: PolicyScope) -> None:
+    """Refuse names that would silently widen a scoped ARN (wildcards) or break one (empty parts)."""
+    names = [scope.account, scope.region, scope.partition, *scope.lambda_functions, *scope.ecr_repositories,
+             *scope.sns_topics, *(part for pair in scope.ecs_services for part in pair)]
+    names += [name for name in (scope.state_bucket, scope.state_table, scope.kill_switch_parameter)
+              if name is not None]
+    for name in names:
+        if not name or "*" in name or "?" in name:
+            raise ValueError(f"scope names must be non-empty and free of wildcards, got {name!r}")
+    if "*" in scope.state_prefix or "?" in scope.state_prefix:
+        raise ValueError(f"state_prefix must be free of wildcards, got {scope.state_prefix!r}")
+
+
+def _arn(scope: PolicyScope, service: str, resource: str) -> str:
+    return f"arn:{scope.partition}:{service}:{scope.region}:{scope.account}:{resource}"
+
+
+def _state_prefix(scope: PolicyScope) -> str:
+    """The S3 state prefix with its trailing slash, as `S3State` builds keys ("" for the whole bucket)."""
+    prefix = scope.state_prefix.strip("/")
+    return f"{prefix}/" if prefix else ""
+
+
+def _resources(scope: PolicyScope) -> dict[str, list[str]]:
+    functions = [_arn(scope, "lambda", f"function:{name}") for name in scope.lambda_functions]
+    bucket = f"arn:{scope.partition}:s3:::{scope.state_bucket}" if scope.state_bucket else None
+    parameter = scope.kill_switch_parameter
+    return {
+        "ReadImages": [_arn(scope, "ecr", f"repository/{name}") for name in scope.ecr_repositories] or ["*"],
+        "ReadEcs": ["*"],
+        "ReadLambda": ["*"],
+        "ReadRoles": [f"arn:{scope.partition}:iam::{scope.account}:role/*"],
+        "ReadReferences": ["*"],
+        "Identity": ["*"],
+        "Heartbeat": ["*"],
+        "Notify": [topic if topic.startswith("arn:") else _arn(scope, "sns", topic) for topic in scope.sns_topics],
+        "StateObjects": [f"{bucket}/{_state_prefix(scope)}*"] if bucket else [],
+        "StateList": [bucket] if bucket else [],
+        "StateTable": [_arn(scope, "dynamodb", f"table/{scope.state_table}")] if scope.state_table else [],
+        "RollbackServices": [_arn(scope, "ecs", f"service/{cluster}/{service}")
+                             for cluster, service in scope.ecs_services],
+        "RollbackFunctions": functions + [f"{arn}:*" for arn in functions],
+        "KillSwitch": [_arn(scope, "ssm", f"parameter/{parameter.lstrip('/')}")] if parameter else [],
+    }
+
+
+def _conditions(scope: PolicyScope) -> dict[str, dict[str, Any]]:
+    conditions: dict[str, dict[str, Any]] = {
+        "Heartbeat": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
+    }
+    if _state_prefix(scope):
+        conditions["StateList"] = {"StringLike": {"s3:prefix": [f"{_state_prefix(scope)}*"]}}
+    return conditions
+
+
+def scope_from_config(config: Any, aws: Any, roles: Iterable[str]) -> PolicyScope:
+    """Resolve the configured scope against the live account: allowlist patterns expand to exact ARNs.
+
+    `[[remediate.allow]]` patterns (`ecs:prod/*`) are matched against the services and functions that exist
+    now, so the policy names each one; a service created later needs the policy regenerated.
+    """
+    import fnmatch
+
+    from guard.gateways.aws import call
+    from guard.gateways.ecs import Boto3Ecs, Boto3Lambda
+
+    account = str(call(aws.client("sts"), "GetCallerIdentity")["Account"])
+    ecs = Boto3Ecs(aws)
+    rc = config.remediate
+    patterns = [(a.resource, set(a.actions)) for a in rc.allow]
+    services: list[tuple[str, str]] = []
+    functions: list[str] = []
+    if any(p.startswith("ecs:") and acts & {"ecs_rollback", "redeploy"} for p, acts in patterns):
+        for cluster_arn in ecs.list_clusters():
+            cluster = cluster_arn.rsplit("/", 1)[-1]
+            for arn in ecs.list_services(cluster):
+                name = arn.rsplit("/", 1)[-1]
+                if any(fnmatch.fnmatchcase(f"ecs:{cluster}/{name}", p) and acts & {"ecs_rollback", "redeploy"}
+                       for p, acts in patterns):
+                    services.append((cluster, name))
+    if any(p.startswith("lambda:") and "lambda_rollback" in acts for p, acts in patterns):
+        functions = [f for f in Boto3Lambda(aws).list_image_functions()
+                     if any(fnmatch.fnmatchcase(f"lambda:{f}", p) and "lambda_rollback" in acts
+                            for p, acts in patterns)]
+    state = str(config.watch.state)
+    bucket, prefix, table = None, "", None
+    if state.startswith("s3://"):
+        bucket, _, prefix = state[5:].partition("/")
+    elif state.startswith("dynamodb://"):
+        table = state[len("dynamodb://"):]
+    topics = tuple(r.topic_arn for r in config.notify.routes if getattr(r, "topic_arn", None))
+    return PolicyScope(account=account, region=aws.default_region, ecs_services=tuple(sorted(services)),
+                       lambda_functions=tuple(sorted(functions)), state_bucket=bucket, state_prefix=prefix,
+                       state_table=table, kill_switch_parameter=rc.kill_switch_parameter, sns_topics=topics,
+                       roles=frozenset(roles))

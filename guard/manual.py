@@ -1,0 +1,75 @@
+"""`guard rollback`: one person, one command, at 2 a.m. The person decides; the kill switch still applies."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from guard.actions import Action, ActionContext, make_action
+from guard.agent.playbook import PlanContext
+from guard.exitcodes import ExitCode
+from guard.journal import EntryKind, Journal
+from guard.models import InputError
+from guard.policy import PolicyGate
+from guard.state import StateStore
+from guard.watch import known_good_function, known_good_service
+
+
+def _target(plan_ctx: PlanContext, service: str | None, function: str | None, target: str | None,
+            alias: str | None) -> Action:
+    if service:
+        if service.count("/") != 1 or not all(service.split("/")):
+            raise InputError(f"--service {service!r}: expected CLUSTER/SERVICE")
+        cluster, name = service.split("/")
+        if target is None:
+            record = known_good_service(plan_ctx.store, cluster, name)
+            if record is None:
+                raise InputError(f"no known-good revision recorded for {service}: pass --to TASK_DEFINITION_ARN")
+            target = str(record["task_definition"])
+        return make_action("ecs_rollback", cluster=cluster, service=name, task_definition=target)
+    assert function is not None
+    sha = ""
+    if target is None:
+        record = known_good_function(plan_ctx.store, function)
+        if record is None or not str(record.get("version", "")).isdigit():
+            raise InputError(f"no known-good version recorded for {function}: pass --to VERSION")
+        target, sha = str(record["version"]), str(record.get("code_sha256", ""))
+    return make_action("lambda_rollback", function=function, alias=alias or plan_ctx.config.lambda_alias,
+                       version=target, code_sha256=sha)
+
+
+def manual_rollback(store: StateStore, gate: PolicyGate, ctx: ActionContext, plan_ctx: PlanContext, *,
+                    service: str | None, function: str | None, target: str | None, alias: str | None,
+                    confirm: Callable[[str], bool] | None, echo: Callable[[str], None]) -> ExitCode:
+    """Show the plan, ask, check the kill switch, act, wait with progress, verify; journal every step."""
+    action = _target(plan_ctx, service, function, target, alias)
+    pre = action.precondition(ctx)
+    echo(f"plan: {action.describe()}")
+    echo(f"  precondition: {'ok' if pre.ok else 'FAILED'}: {pre.reason}")
+    if not pre.ok:
+        return ExitCode.FINDINGS
+    if pre.done_already:
+        echo("nothing to do: already on the target revision and steady")
+        return ExitCode.CLEAN
+    if confirm is not None and not confirm(f"Roll back {action.resource}?"):
+        echo("not confirmed: nothing changed")
+        return ExitCode.FINDINGS
+    stamp = datetime.now(UTC)
+    journal = Journal(store, "MAN-" + hashlib.sha256(f"{action.action_id}{stamp.isoformat()}".encode())
+                      .hexdigest()[:12])
+    actor = "person via guard rollback"
+    engaged = gate.kill_switch()
+    if engaged:
+        journal.append(EntryKind.KILL_SWITCH, {"action_id": action.action_id, "where": engaged}, actor)
+        echo(f"kill switch engaged ({engaged}): nothing changed")
+        return ExitCode.FINDINGS
+    journal.append(EntryKind.ACTION_STARTED, {"action_id": action.action_id, "kind": action.kind,
+                                              "action": action.to_json(), "precondition": pre.reason}, actor)
+    action.execute(ctx)
+    post = action.postcondition(ctx)
+    journal.append(EntryKind.VERIFIED, {"action_id": action.action_id, "ok": post.ok, "reason": post.reason}, actor)
+    kind = EntryKind.ACTION_SUCCEEDED if post.ok else EntryKind.ACTION_FAILED
+    journal.append(kind, {"action_id": action.action_id, "kind": action.kind, "reason": post.reason}, actor)
+    echo(f"{'done' if post.ok else 'NOT VERIFIED'}: {post.reason} (journal {journal.incident_id})")
+    return ExitCode.CLEAN if post.ok else ExitCode.FINDINGS

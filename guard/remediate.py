@@ -1,0 +1,250 @@
+"""The remediation engine: claim the incident, plan, pass every action through the gate, act, verify, journal.
+
+A run is resumable: the plan, every decision and every action's start and outcome are journal entries, so a
+run that crashed mid-action re-checks that action's precondition (it may already be done) instead of
+repeating it blindly, and never repeats an action that succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from guard.actions import Action, ActionContext, action_from_json
+from guard.agent.playbook import PlanContext, Strategy, escalation
+from guard.exitcodes import ExitCode
+from guard.journal import ActionStatus, Entry, EntryKind, Journal, JournalConflict, action_state
+from guard.models import Incident, InputError
+from guard.policy import Mode, PolicyGate
+from guard.postmortem import render_postmortem
+from guard.state import StateStore, read_json
+from guard.triage import incident_from_json
+from guard.watch import INCIDENTS_KEY
+
+Planner = Callable[[Incident, PlanContext, Journal, str], list[Strategy]]
+_STOP_RULES = frozenset({"kill_switch", "allowlist", "incident_cap", "rate_limit"})
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What happened to one action this run."""
+
+    action: dict[str, Any]
+    status: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON for reports."""
+        return {"action": self.action, "status": self.status, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class RemediationReport:
+    """One run's outcome for one incident."""
+
+    incident_id: str
+    mode: Mode
+    status: str
+    strategies: tuple[dict[str, Any], ...] = ()
+    results: tuple[ActionResult, ...] = ()
+    postmortem_key: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 repaired (or nothing to do), 1 not repaired (refused, escalated, failed)."""
+        return ExitCode.CLEAN if self.status in ("repaired", "claimed_elsewhere") else ExitCode.FINDINGS
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON for `guard remediate --format json`."""
+        return {"incident_id": self.incident_id, "mode": self.mode.value, "status": self.status,
+                "strategies": list(self.strategies), "results": [r.to_json() for r in self.results],
+                "postmortem": self.postmortem_key, "notes": list(self.notes)}
+
+
+def default_actor() -> str:
+    """host:pid, so two runs never share an identity."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def load_incident(store: StateStore, incident_id: str) -> Incident:
+    """An open incident from the watchdog's state; an unknown ID is an input error."""
+    doc, _ = read_json(store, INCIDENTS_KEY)
+    for raw in (doc or {}).get("incidents", []):
+        if raw.get("id") == incident_id:
+            return incident_from_json(raw)
+    raise InputError(f"no open incident {incident_id} in the watchdog state (run `guard watch --once` first)")
+
+
+def open_incident_ids(store: StateStore) -> list[str]:
+    """IDs of every open incident, most severe first."""
+    doc, _ = read_json(store, INCIDENTS_KEY)
+    return [str(i["id"]) for i in (doc or {}).get("incidents", [])]
+
+
+@dataclass
+class Remediator:
+    """Runs remediation for one incident at a time; every side effect goes through the gate and the journal."""
+
+    store: StateStore
+    gate: PolicyGate
+    ctx: ActionContext
+    plan_ctx: PlanContext
+    planner: Planner
+    actor: str = field(default_factory=default_actor)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def run(self, incident_id: str, *, mode: Mode, dry_run: bool = False) -> RemediationReport:
+        """Claim, plan (or resume the journaled plan), act within policy, verify, write the postmortem."""
+        incident = load_incident(self.store, incident_id)
+        journal = Journal(self.store, incident_id, clock=self.clock)
+        ttl = self.gate.config.lock_ttl_seconds
+        if not journal.claim(self.actor, ttl, self.clock()):
+            return RemediationReport(incident_id, mode, "claimed_elsewhere",
+                                     notes=("another actor holds this incident: nothing done",))
+        try:
+            return self._run(incident, journal, mode, dry_run)
+        finally:
+            journal.release(self.actor, self.clock())
+
+    def _append(self, journal: Journal, kind: EntryKind, data: dict[str, Any]) -> Entry:
+        try:
+            return journal.append(kind, data, self.actor)
+        except JournalConflict:
+            journal.entries()  # re-read the head; we hold the claim, so the next append wins
+            return journal.append(kind, data, self.actor)
+
+    def _run(self, incident: Incident, journal: Journal, mode: Mode, dry_run: bool) -> RemediationReport:
+        entries = journal.entries()
+        if not any(e.kind is EntryKind.INCIDENT for e in entries):
+            self._append(journal, EntryKind.INCIDENT, incident.to_json())
+        strategies, since = self._strategies(incident, journal, entries)
+        states = action_state(journal.entries()[since:])
+        taken = sum(1 for e in entries if e.kind is EntryKind.ACTION_STARTED and e.data.get("kind") != "escalate")
+        results: list[ActionResult] = []
+        status = "failed"
+        for strategy in strategies:
+            outcome, taken = self._strategy(incident, journal, strategy, states, taken, mode, dry_run, results)
+            if outcome in ("repaired", "escalated", "refused", "stopped"):
+                status = outcome
+                break
+        self._append(journal, EntryKind.NOTE, {"outcome": status, "mode": mode.value, "dry_run": dry_run})
+        key = self._postmortem(incident, journal)
+        return RemediationReport(incident.id, mode, status, tuple(s.to_json() for s in strategies), tuple(results),
+                                 key)
+
+    def _strategies(self, incident: Incident, journal: Journal,
+                    entries: Sequence[Entry]) -> tuple[list[Strategy], int]:
+        """Resume the last plan if its run never finished (a crash), else plan anew; return the plan and the
+        index of its journal entry, from which action states count."""
+        plans = [i for i, e in enumerate(entries) if e.kind is EntryKind.PLAN]
+        finished = plans and any(e.kind is EntryKind.NOTE and "outcome" in e.data for e in entries[plans[-1]:])
+        if plans and not finished:
+            data = entries[plans[-1]].data
+            return ([Strategy(s["name"], s["rationale"], tuple(action_from_json(a) for a in s["actions"]))
+                     for s in data["strategies"]], plans[-1])
+        strategies = self.planner(incident, self.plan_ctx, journal, self.actor)
+        self._append(journal, EntryKind.PLAN, {"planner": getattr(self.planner, "name", "playbook"),
+                                               "strategies": [s.to_json() for s in strategies]})
+        return strategies, len(journal.entries()) - 1
+
+    def _strategy(self, incident: Incident, journal: Journal, strategy: Strategy,
+                  states: dict[str, ActionStatus], taken: int, mode: Mode, dry_run: bool,
+                  results: list[ActionResult]) -> tuple[str, int]:
+        """Run one strategy's actions in order; return (outcome, actions taken so far)."""
+        for action in strategy.actions:
+            aid = action.action_id
+            if states.get(aid) is ActionStatus.SUCCEEDED:
+                results.append(ActionResult(action.to_json(), "skipped", "already succeeded (journal)"))
+                continue
+            decision = self.gate.decide(action, mode=mode, actions_taken=taken, dry_run=dry_run)
+            self._append(journal, EntryKind.DECISION, {"action_id": aid, "action": action.to_json(),
+                                                       **decision.to_json()})
+            if not decision.allowed:
+                results.append(ActionResult(action.to_json(), "refused", f"{decision.rule}: {decision.reason}"))
+                if decision.rule in _STOP_RULES:
+                    return self._escalate(incident, journal, decision.reason, results), taken
+                return "refused", taken
+            outcome = self._act(journal, action, states.get(aid), results)
+            if action.kind != "escalate":
+                taken += 1
+            if outcome == "stopped":
+                return "stopped", taken
+            if outcome != "verified":
+                return "next", taken
+            if action.kind == "escalate":
+                return "escalated", taken
+        return "repaired", taken
+
+    def _act(self, journal: Journal, action: Action, previous: ActionStatus | None,
+             results: list[ActionResult]) -> str:
+        """Kill switch, precondition, start, execute, postcondition: each step journaled."""
+        aid, data = action.action_id, action.to_json()
+        engaged = self.gate.kill_switch() if action.kind != "escalate" else None
+        if engaged:
+            self._append(journal, EntryKind.KILL_SWITCH, {"action_id": aid, "where": engaged})
+            results.append(ActionResult(data, "stopped", f"kill switch engaged ({engaged})"))
+            return "stopped"
+        try:
+            pre = action.precondition(self.ctx)
+        except Exception as exc:
+            return self._failed(journal, action, f"precondition could not be checked: {exc}", results)
+        if not pre.ok:
+            return self._failed(journal, action, f"precondition failed: {pre.reason}", results)
+        if pre.done_already:
+            self._append(journal, EntryKind.ACTION_SUCCEEDED, {"action_id": aid, "kind": action.kind,
+                                                               "reason": pre.reason, "resumed": True})
+            results.append(ActionResult(data, "verified", pre.reason))
+            return "verified"
+        if previous is not ActionStatus.STARTED:
+            self._append(journal, EntryKind.ACTION_STARTED, {"action_id": aid, "kind": action.kind,
+                                                             "action": data, "precondition": pre.reason})
+            if action.kind != "escalate":
+                self.gate.record_action()
+        self.ctx.progress(f"{action.describe()}")
+        try:
+            action.execute(self.ctx)
+            post = action.postcondition(self.ctx)
+        except Exception as exc:
+            return self._failed(journal, action, f"{type(exc).__name__}: {exc}", results)
+        self._append(journal, EntryKind.VERIFIED, {"action_id": aid, "ok": post.ok, "reason": post.reason,
+                                                   "evidence": _jsonable(post.evidence)})
+        if not post.ok:
+            return self._failed(journal, action, f"not verified: {post.reason}", results)
+        self._append(journal, EntryKind.ACTION_SUCCEEDED, {"action_id": aid, "kind": action.kind,
+                                                           "reason": post.reason})
+        results.append(ActionResult(data, "verified", post.reason))
+        return "verified"
+
+    def _failed(self, journal: Journal, action: Action, reason: str, results: list[ActionResult]) -> str:
+        self._append(journal, EntryKind.ACTION_FAILED, {"action_id": action.action_id, "kind": action.kind,
+                                                        "reason": reason})
+        results.append(ActionResult(action.to_json(), "failed", reason))
+        return "failed"
+
+    def _escalate(self, incident: Incident, journal: Journal, reason: str, results: list[ActionResult]) -> str:
+        """A refusal that ends automation hands the incident to a human (the escalation itself is journaled)."""
+        [action] = escalation(incident, reason).actions
+        self._append(journal, EntryKind.ESCALATED, {"reason": reason})
+        self._act(journal, action, None, results)
+        return "escalated"
+
+    def _postmortem(self, incident: Incident, journal: Journal) -> str:
+        key = f"journal/{incident.id}/postmortem.md"
+        text = render_postmortem(incident, journal.entries(), generated_at=self.clock().isoformat())
+        self.store.put(key, text.encode())
+        return key
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,1 @@
+"""Remediation actions, one per module, discovered by guard.actions.action_types."""

@@ -1,0 +1,56 @@
+"""Shared ECS reads for the actions: the service as it is now, and whether its images exist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guard.actions import ActionContext, Outcome
+from guard.gateways.ecr import Boto3Ecr, ImageInfo, ImageStatus
+from guard.gateways.ecs import Boto3Ecs
+from guard.models import ImageRef, InputError
+
+
+def service(ctx: ActionContext, cluster: str, name: str) -> dict[str, Any] | None:
+    """DescribeServices for one service (None when missing or inactive)."""
+    svc = Boto3Ecs(ctx.aws).services(cluster, [name]).get(name)
+    return svc if svc and svc.get("status") == "ACTIVE" else None
+
+
+def images_exist(ctx: ActionContext, task_definition: dict[str, Any]) -> Outcome:
+    """Every ECR image of the task definition exists now."""
+    refs = []
+    for c in task_definition.get("containerDefinitions", []):
+        try:
+            ref = ImageRef.parse(str(c.get("image", "")))
+        except InputError:
+            return Outcome(False, f"container {c.get('name')}: unparseable image {c.get('image')!r}")
+        if ref.is_ecr:
+            refs.append(ref)
+    answers = Boto3Ecr(ctx.aws).lookup(refs)
+    missing = [uri for uri, a in answers.items() if not (isinstance(a, ImageInfo) and a.status is ImageStatus.PRESENT)]
+    if missing:
+        return Outcome(False, f"image(s) missing: {', '.join(missing)}", {"missing": missing})
+    return Outcome(True, "every image exists", {"images": sorted(answers)})
+
+
+def steady_on(ctx: ActionContext, cluster: str, name: str, task_definition: str | None) -> Outcome:
+    """One COMPLETED deployment (on `task_definition` when given), running = desired, no failed tasks."""
+    svc = service(ctx, cluster, name)
+    if svc is None:
+        return Outcome(False, f"service {cluster}/{name} does not exist")
+    deps = svc.get("deployments", [])
+    primary: dict[str, Any] = next((d for d in deps if d.get("status") == "PRIMARY"), {})
+    evidence = {"task_definition": primary.get("taskDefinition"), "rollout": primary.get("rolloutState"),
+                "running": svc.get("runningCount"), "desired": svc.get("desiredCount"),
+                "deployments": len(deps), "failed_tasks": primary.get("failedTasks", 0)}
+    if task_definition and primary.get("taskDefinition") != task_definition:
+        return Outcome(False, f"on {primary.get('taskDefinition')}, not {task_definition}", evidence)
+    if primary.get("rolloutState") == "FAILED":
+        return Outcome(False, f"rollout failed: {primary.get('rolloutStateReason', '')}", evidence)
+    steady = (len(deps) == 1 and primary.get("rolloutState", "COMPLETED") == "COMPLETED"
+              and svc.get("runningCount") == svc.get("desiredCount"))
+    if not steady:
+        return Outcome(False, f"{svc.get('runningCount')}/{svc.get('desiredCount')} running, "
+                              f"{len(deps)} deployment(s), rollout {primary.get('rolloutState')}", evidence)
+    return Outcome(True, f"steady: {svc.get('runningCount')}/{svc.get('desiredCount')} running on "
+                         f"{primary.get('taskDefinition')}", evidence)

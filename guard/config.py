@@ -10,7 +10,7 @@ from typing import Any
 
 from guard.models import InputError, Severity
 from guard.notify import NotifyConfig, parse_notify_config
-from guard.policy import RemediateConfig, parse_remediate_config
+from guard.policy import MAX_SETTING, RemediateConfig, parse_remediate_config
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ def _watch(value: Any, source: str) -> WatchConfig:
         raise InputError(f"{source}: unknown watch setting(s) {', '.join(unknown)}")
     for name in ints:
         v = table.get(name, 1)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise InputError(f"{source}: watch.{name} must be a positive integer")
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SETTING:
+            raise InputError(f"{source}: watch.{name} must be a positive integer (at most {MAX_SETTING})")
     state = table.get("state", ".guard/state")
     if not isinstance(state, str) or not state:
         raise InputError(f"{source}: watch.state must be a path, s3://bucket/prefix or dynamodb://table")
@@ -145,14 +145,21 @@ def load_config(path: Path | None = None, cwd: Path | None = None) -> GuardConfi
             continue
         try:
             doc = tomllib.loads(candidate.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        except OSError as exc:
+            raise InputError(f"{candidate}: cannot read: {exc.strerror or exc}") from None
+        # TOMLDecodeError and UnicodeDecodeError are ValueErrors, as is an integer over Python's digit
+        # limit; absurd nesting exhausts the recursion limit.
+        except (ValueError, RecursionError) as exc:
             raise InputError(f"{candidate}: not valid TOML: {exc}") from None
+        tool = doc.get("tool", {})
+        if not isinstance(tool, dict):
+            raise InputError(f"{candidate}: [tool] must be a table")
         if candidate.name == "pyproject.toml":
-            table = doc.get("tool", {}).get("guard")
+            table = tool.get("guard")
             if table is None:
                 continue
         else:
-            table = doc.get("tool", {}).get("guard", doc)
+            table = tool.get("guard", doc)
         if not isinstance(table, dict):
             raise InputError(f"{candidate}: [tool.guard] must be a table")
         return parse_config(table, str(candidate))

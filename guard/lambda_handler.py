@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +22,8 @@ from guard.models import InputError
 
 LOG = logging.getLogger("deploy_guard")
 _FAILURE_CODES = frozenset({"TaskFailedToStart", "EssentialContainerExited"})
+_ACCOUNT = re.compile(r"\d{12}")
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ class Trigger:
 def _shard(doc: Any) -> Shard:
     if not isinstance(doc, dict) or not isinstance(doc.get("account"), str) or not isinstance(doc.get("region"), str):
         raise InputError("a shard needs string `account` and `region` (and optionally `role_arn`)")
+    # Both become a state key prefix and a botocore region: refuse anything else before any AWS call.
+    if not _ACCOUNT.fullmatch(doc["account"]):
+        raise InputError("shard account must be a 12-digit AWS account ID")
+    if not _REGION.fullmatch(doc["region"]):
+        raise InputError("shard region must be an AWS region name such as eu-west-1")
     role = doc.get("role_arn")
     if role is not None and not (isinstance(role, str) and role.startswith("arn:")):
         raise InputError("shard role_arn must be an ARN")
@@ -101,7 +109,10 @@ class _Runtime:
                                      role_arn=shard.role_arn if shard else None, account_roles=cfg.account_roles))
         home = AwsSession(AwsSettings(), aws.stats)
         state_url = wc.state if not shard else f"{wc.state.rstrip('/')}/shards/{shard.account}/{shard.region}"
-        store = store_from_url(state_url, home)
+        try:
+            store = store_from_url(state_url, home)
+        except ValueError as exc:  # an unusable [watch] state URL: a configuration error, not a crash
+            raise InputError(str(exc)) from None
         if trigger.kind == "task":
             scope = WatchScope(trigger.clusters, trigger.services, ())
         else:

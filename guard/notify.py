@@ -266,7 +266,10 @@ class SlackRoute:
 
     def __init__(self, url: str, *, name: str = "slack", timeout: float = 5.0, attempts: int = 3,
                  backoff: float = 0.5) -> None:
-        parts = urllib.parse.urlsplit(url)
+        try:
+            parts = urllib.parse.urlsplit(url)
+        except ValueError:  # an unbalanced "[" (IPv6 literal) makes urlsplit raise
+            parts = urllib.parse.urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InputError(f"notification route {name}: the webhook URL is not an http(s) URL")
         self._url = url
@@ -621,6 +624,14 @@ def _opt_str(entry: Mapping[str, Any], key: str, where: str) -> str | None:
     return value.strip() if isinstance(value, str) else None
 
 
+def _scheme(url: str) -> str:
+    """The URL's scheme, "" when it does not parse (urlsplit raises ValueError on a bad IPv6 literal)."""
+    try:
+        return urllib.parse.urlsplit(url).scheme
+    except ValueError:
+        return ""
+
+
 def _parse_route(entry: Any, where: str, default_name: str) -> RouteConfig:
     if not isinstance(entry, dict):
         raise InputError(f"{where} must be a table")
@@ -644,7 +655,7 @@ def _parse_route(entry: Any, where: str, default_name: str) -> RouteConfig:
             raise InputError(f"{where}: give url_env or url, not both")
         if url_env is not None and not _ENV_NAME.fullmatch(url_env):
             raise InputError(f"{where}.url_env must name an environment variable; got {url_env!r}")
-        if url is not None and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        if url is not None and _scheme(url) not in ("http", "https"):
             raise InputError(f"{where}.url is not an http(s) URL")  # never echoed: it is a secret
         return SlackConfig(name, url_env or DEFAULT_SLACK_URL_ENV, url)
     if kind is RouteType.SNS:

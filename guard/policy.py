@@ -22,6 +22,8 @@ KILL_SWITCH_ENV = "DEPLOY_GUARD_KILL_SWITCH"
 RATE_KEY = "remediate/rate.json"
 _ON = frozenset({"1", "true", "on", "yes", "engaged", "stop"})
 DEFAULT_MODEL = "claude-sonnet-4-6"
+# Upper bound of every integer setting: larger values overflow timedelta/sleep far from the config.
+MAX_SETTING = 10**9
 
 
 class Mode(StrEnum):
@@ -78,13 +80,14 @@ def parse_remediate_config(table: Mapping[str, Any], source: str) -> RemediateCo
         raise InputError(f"{source}: remediate.mode must be observe, propose or act") from None
     for name in ints:
         v = table.get(name, 1)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise InputError(f"{source}: remediate.{name} must be a positive integer")
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SETTING:
+            raise InputError(f"{source}: remediate.{name} must be a positive integer (at most {MAX_SETTING})")
     for name in strs:
         if name in table and (not isinstance(table[name], str) or not table[name]):
             raise InputError(f"{source}: remediate.{name} must be a non-empty string")
     obj = table.get("kill_switch_object")
-    if obj is not None and not str(obj).startswith("s3://"):
+    bucket, _, key = str(obj).removeprefix("s3://").partition("/")
+    if obj is not None and not (str(obj).startswith("s3://") and bucket and key):
         raise InputError(f"{source}: remediate.kill_switch_object must be s3://bucket/key")
     allow = table.get("allow", [])
     if not isinstance(allow, list):

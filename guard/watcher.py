@@ -91,17 +91,13 @@ class Snapshot:
     def recent_stopped(self, service: ServiceView) -> list[Mapping[str, Any]]:
         """The service's tasks stopped within the lookback window, newest first.
 
-        Once the service is steady again, only its current deployment's tasks (ECS sets a service task's
-        `startedBy` to its deployment ID) stopped after its last "reached a steady state" event count:
-        failures before the recovery are history.
+        Failures before the service's last "has reached a steady state" event are history; while it is
+        steady, only its current deployment's tasks count (ECS sets `startedBy` to the deployment ID).
         """
-        horizon = self.now - self.settings.lookback
-        current = ""
-        if service.steady:
-            current = str((service.primary or {}).get("id", ""))
-            steady = [as_datetime(e.get("createdAt")) for e in service.raw.get("events", [])
-                      if "has reached a steady state" in str(e.get("message", ""))]
-            horizon = max([horizon, *steady])
+        steady = [as_datetime(e.get("createdAt")) for e in service.raw.get("events", [])
+                  if "has reached a steady state" in str(e.get("message", ""))]
+        horizon = max([self.now - self.settings.lookback, *steady])
+        current = str((service.primary or {}).get("id", "")) if service.steady else ""
         tasks = [t for t in self.stopped_tasks.get(service.resource, ())
                  if as_datetime(t.get("stoppedAt") or t.get("createdAt")) >= horizon
                  and (not current or t.get("startedBy") == current)]

@@ -68,12 +68,11 @@ class RerunBuild(Action):
             evidence = {"status": run.status, "conclusion": run.conclusion, "attempt": run.run_attempt}
             if run.status != "completed":
                 return Outcome(False, f"run {self.run_id} is {run.status}", evidence)
-            if run.conclusion != "success":
-                return Outcome(False, f"run {self.run_id} concluded {run.conclusion}", evidence)
-            return Outcome(True, f"run {self.run_id} concluded success (attempt {run.run_attempt})", evidence)
+            return Outcome(True, f"run {self.run_id} concluded {run.conclusion} (attempt {run.run_attempt})",
+                           evidence)
 
-        built = ctx.until(f"build {self.run_id}", probe)
-        if not built.ok or built.evidence.get("conclusion") != "success":
-            return Outcome(False, built.reason, built.evidence)
+        finished = ctx.until(f"build {self.run_id}", probe)
+        if not finished.ok or finished.evidence.get("conclusion") != "success":
+            return Outcome(False, finished.reason, finished.evidence)
         images = self._images(ctx)
-        return Outcome(images.ok, f"{built.reason}; {images.reason}", {**built.evidence, **images.evidence})
+        return Outcome(images.ok, f"{finished.reason}; {images.reason}", {**finished.evidence, **images.evidence})

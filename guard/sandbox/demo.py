@@ -6,6 +6,7 @@ the scheduler simulator. Nothing outside this process is contacted and nothing i
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -198,7 +199,7 @@ class _Replay:
             self.sim.advance(seconds)
             self.sim.tick()
 
-        ctx = ActionContext(aws, wait=wait, poll_s=15, timeout_s=600, routes=[StdoutRoute(open(os.devnull, "w"))],
+        ctx = ActionContext(aws, wait=wait, poll_s=15, timeout_s=600, routes=[StdoutRoute(io.StringIO())],
                             progress=lambda message: self.console.print(f"  [dim]… {message}[/]"),
                             github_factory=lambda _aws: github)
         report = Remediator(self.store, PolicyGate(config, self.store, aws, environ={}), ctx,

@@ -12,11 +12,12 @@ import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 from anthropic.types import Model
+
+from guard.sandbox.local_server import LocalServer
 
 JSON = dict[str, Any]
 
@@ -153,15 +154,16 @@ def _check_reply_block(block: object, where: str) -> None:
         raise ValueError(f"{where}: the sandbox serves text and tool_use blocks, not {kind!r}")
 
 
-class AnthropicSandbox:
+class AnthropicSandbox(LocalServer):
     """The Messages API (`POST /v1/messages`, non-streaming) on 127.0.0.1, answering with scripted turns."""
+
+    thread_name = "anthropic-sandbox"
 
     def __init__(self, *, api_key: str | None = None) -> None:
         """Accept any key, or only `api_key` when given (others get 401 authentication_error)."""
         self._accepted_key = api_key
         self._lock = threading.RLock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._init_state()
 
     def _init_state(self) -> None:
@@ -173,38 +175,13 @@ class AnthropicSandbox:
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
-    def start(self) -> AnthropicSandbox:
-        """Bind an ephemeral port on 127.0.0.1 and serve from a daemon thread."""
-        if self._server is None:
-            self._server = _Server(self)
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                            name="anthropic-sandbox", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> AnthropicSandbox:
-        """Start serving."""
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        """Stop serving."""
-        self.stop()
+    def _make_server(self) -> _Server:
+        return _Server(self)
 
     @property
     def url(self) -> str:
         """`http://127.0.0.1:PORT`, the value for the SDK's base_url and ANTHROPIC_BASE_URL."""
-        if self._server is None:
-            raise RuntimeError("the Anthropic sandbox is not started")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def reset(self) -> None:
         """Forget the script, pending faults and recorded requests; ids restart; keep serving on the same port."""

@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from guard.sandbox import github_payloads as p
 from guard.sandbox.github_payloads import JSON
+from guard.sandbox.local_server import LocalServer
 
 API_PREFIX = "/api/v3"
 DEFAULT_TOKEN = "sandbox-token"
@@ -142,13 +142,14 @@ def _token_of(authorization: str | None) -> str | None:
     return value.strip()
 
 
-class GitHubSandbox:
+class GitHubSandbox(LocalServer):
     """GitHub's REST API for workflow runs, jobs, reruns, statuses, issues and deployments, on 127.0.0.1."""
+
+    thread_name = "github-sandbox"
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._init_state()
 
     def _init_state(self) -> None:
@@ -162,32 +163,11 @@ class GitHubSandbox:
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
-    def start(self) -> GitHubSandbox:
-        """Bind an ephemeral port on 127.0.0.1 and serve from a daemon thread."""
-        if self._server is None:
-            self._server = _Server(self)
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                            name="github-sandbox", daemon=True)
-            self._thread.start()
-            self.reset()
-        return self
+    def _make_server(self) -> _Server:
+        return _Server(self)
 
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> GitHubSandbox:
-        """Start serving."""
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        """Stop serving."""
-        self.stop()
+    def _on_start(self) -> None:
+        self.reset()
 
     @property
     def api_url(self) -> str:
@@ -196,9 +176,7 @@ class GitHubSandbox:
 
     @property
     def _bases(self) -> p.Bases:
-        if self._server is None:
-            raise RuntimeError("the GitHub sandbox is not started")
-        web = f"http://127.0.0.1:{self._server.server_port}"
+        web = f"http://127.0.0.1:{self.port}"
         return p.Bases(api=web + API_PREFIX, web=web)
 
     def reset(self) -> None:

@@ -8,8 +8,9 @@ import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from guard.sandbox.local_server import LocalServer
 
 DEFAULT_HOOK_PATH = "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 
@@ -20,53 +21,29 @@ class _Fault:
     body: str
 
 
-class WebhookSandbox:
+class WebhookSandbox(LocalServer):
     """Slack incoming webhooks on 127.0.0.1: 200 "ok" for a valid post to the hook path, Slack's errors otherwise."""
+
+    thread_name = "webhook-sandbox"
 
     def __init__(self, hook_path: str = DEFAULT_HOOK_PATH) -> None:
         if not hook_path.startswith("/"):
             raise ValueError("hook_path must start with /")
         self.hook_path = hook_path
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._received: list[Any] = []
         self._attempts = 0
         self._faults: list[_Fault] = []
         self._standing: _Fault | None = None
 
-    def start(self) -> WebhookSandbox:
-        """Bind an ephemeral port on 127.0.0.1 and serve from a daemon thread."""
-        if self._server is None:
-            self._server = _Server(self)
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                            name="webhook-sandbox", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> WebhookSandbox:
-        """Start serving."""
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        """Stop serving."""
-        self.stop()
+    def _make_server(self) -> _Server:
+        return _Server(self)
 
     @property
     def url(self) -> str:
         """The webhook URL (a secret in real life: the path is the credential)."""
-        if self._server is None:
-            raise RuntimeError("the webhook sandbox is not started")
-        return f"http://127.0.0.1:{self._server.server_port}{self.hook_path}"
+        return f"http://127.0.0.1:{self.port}{self.hook_path}"
 
     @property
     def received(self) -> list[Any]:

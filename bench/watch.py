@@ -35,10 +35,11 @@ def _seed(scenario: Scenario, services: int) -> dict[str, int]:
     return {"clusters": clusters, "task_definitions": len(tds)}
 
 
-def minimum_calls(services: int, clusters: int, task_definitions: int) -> int:
+def minimum_calls(services: int, clusters: int, task_definitions: int,
+                  per_cluster_max: int = SERVICES_PER_CLUSTER) -> int:
     """ListClusters, then per cluster ListServices, DescribeServices (10 per call) and ListTasks; one
     DescribeTaskDefinition per distinct revision; one BatchGetImage per repository (under 100 images each)."""
-    per_cluster = [min(SERVICES_PER_CLUSTER, services - c * SERVICES_PER_CLUSTER) for c in range(clusters)]
+    per_cluster = [min(per_cluster_max, services - c * per_cluster_max) for c in range(clusters)]
     return (1 + sum(math.ceil(n / 100) + math.ceil(n / 10) + 1 for n in per_cluster)
             + task_definitions + min(REPOSITORIES, task_definitions))
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 
 class GatewayError(Exception):
-    """A remote call failed in a way that prevents verification (never a business answer)."""
+    """A remote call failed in a way that prevents verification (never a business answer).
+
+    `code` is the stable kind (AccessDenied, Throttled, Unreachable, NoCredentials) that reports show as
+    `error_code`; the service's own error code stays in the message.
+    """
 
     kind = "error"
 

@@ -113,6 +113,13 @@ class Notification:
                     actions=list(self.actions), resources=list(self.resources))
         return data
 
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Notification:
+        """Rebuild a notification stored by `to_json` (an undelivered one, kept for the next sweep)."""
+        return cls(NotificationKind(doc["kind"]), Severity(doc["severity"]), str(doc["title"]), str(doc["summary"]),
+                   tuple(doc.get("evidence", ())), tuple(doc.get("actions", ())), str(doc["who_must_act"]),
+                   doc.get("incident_id"), tuple(doc.get("resources", ())))
+
 
 def _incident_evidence(incident: Incident) -> tuple[str, ...]:
     items: list[str] = []

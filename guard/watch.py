@@ -34,6 +34,7 @@ from guard.watcher import FunctionView, ServiceView, Snapshot, WatchSettings
 
 INCIDENTS_KEY = "incidents/open.json"
 HEARTBEAT_KEY = "heartbeat.json"
+PENDING_KEY = "notify/undelivered.json"
 Clock = Callable[[], datetime]
 
 
@@ -208,7 +209,7 @@ class Watchdog:
 
         def apply(doc: Any) -> Any:
             previous = {i["id"]: incident_from_json(i) for i in (doc or {}).get("incidents", [])}
-            res = reconcile(previous, current, snap.now, in_scope=scope.covers, allow_resolve=not snap.errors)
+            res = reconcile(previous, current, snap.now, in_scope=scope.covers, allow_resolve=not unverified)
             result[:] = [res]
             return {"version": 1, "updated_at": snap.now.isoformat(),
                     "incidents": [i.to_json() for i in sorted(res.state.values(), key=lambda i: i.id)]}
@@ -234,15 +235,35 @@ class Watchdog:
                            snap.now.isoformat(), len(snap.services), len(snap.functions), tuple(sent))
 
     def _notify(self, triage: TriageResult) -> list[RouteResult]:
-        """One notification per opened, materially updated or resolved incident, through every route."""
+        """One notification per opened, materially updated or resolved incident, through every route.
+
+        A delivery that failed is kept (per route) and retried by the next sweep, so a route that was
+        down never silently swallows an alert; retries for incidents resolved since are dropped.
+        """
         observe = ("nothing: the watchdog observes and reports; remediation is a separate, gated step",)
         messages = [Notification.from_incident(i, NotificationKind.INCIDENT_OPENED, observe) for i in triage.opened]
         messages += [Notification.from_incident(i, NotificationKind.INCIDENT_UPDATED, observe)
                      for i in triage.updated]
         messages += [Notification.from_incident(i, NotificationKind.INCIDENT_RESOLVED) for i in triage.resolved]
+        fresh = {m.incident_id for m in messages}
+        pending, _ = read_json(self.store, PENDING_KEY)
+        jobs = [(r, m) for r in self.routes for m in messages]
+        by_name = {r.name: r for r in self.routes}
+        for item in (pending or {}).get("undelivered", []):
+            note = Notification.from_json(item["notification"])
+            route = by_name.get(str(item["route"]))
+            if route is not None and note.incident_id not in fresh and (
+                    note.incident_id in triage.state or note.kind is NotificationKind.INCIDENT_RESOLVED):
+                jobs.append((route, note))
         results: list[RouteResult] = []
-        for message in messages:
-            results += dispatch(self.routes, message)
+        undelivered = []
+        for route, note in jobs:
+            [result] = dispatch([route], note)
+            results.append(result)
+            if not result.ok:
+                undelivered.append({"route": route.name, "notification": note.to_json()})
+        if undelivered or (pending or {}).get("undelivered"):
+            self.store.put(PENDING_KEY, json.dumps({"undelivered": undelivered}).encode())
         return results
 
     def _record_known_good(self, snap: Snapshot, signals: Sequence[Signal]) -> tuple[str, ...]:

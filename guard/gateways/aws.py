@@ -72,11 +72,11 @@ def map_error(exc: Exception, service: str, operation: str) -> GatewayError | No
         status = int(meta.get("HTTPStatusCode", 0) or 0)
         rid = str(meta.get("RequestId", ""))
         if code in _THROTTLE_CODES or status == 429:
-            return Throttled(service, operation, "throttled after retries", code, rid)
+            return Throttled(service, operation, f"throttled after retries ({code or status})", request_id=rid)
         if code in _DENIED_CODES or (status == 403 and code in ("403", "")) or "not authorized" in msg:
-            return AccessDenied(service, operation, msg, code or "AccessDenied", rid)
+            return AccessDenied(service, operation, f"{msg} ({code or status})", request_id=rid)
         if status >= 500:
-            return Unreachable(service, operation, f"server error {status}: {msg}", code, rid)
+            return Unreachable(service, operation, f"server error {status} {code}: {msg}", request_id=rid)
         return None
     if isinstance(exc, BotoCoreError):
         return Unreachable(service, operation, str(exc))
@@ -113,7 +113,7 @@ class AwsSession:
         self._sessions: dict[str, boto3.session.Session] = {}
         self._clients: dict[tuple[str, str, str], Any] = {}
         self._config = Config(
-            retries={"mode": "standard", "max_attempts": self.settings.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": self.settings.max_attempts},
             connect_timeout=self.settings.connect_timeout,
             read_timeout=self.settings.read_timeout,
             max_pool_connections=32,

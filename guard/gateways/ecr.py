@@ -194,6 +194,7 @@ class Boto3Ecr:
     @retry(retry=retry_if_exception_type((urllib.error.URLError, ConnectionError, TimeoutError)),
            stop=stop_after_attempt(3), wait=wait_random_exponential(multiplier=0.05, max=1.0), reraise=True)
     def _download(self, url: str) -> bytes:
+        self.aws.stats.attempt("ecr:LayerDownload")
         with urllib.request.urlopen(url, timeout=self.blob_timeout) as resp:
             data: bytes = resp.read(4 * 1024 * 1024)
             return data

@@ -9,6 +9,11 @@ Fills (each follows AWS's documented request and response shapes):
 - ECR `PutImage` moving a tag to a new manifest: moto deletes the image that held the tag; ECR keeps it,
   untagged (still pullable by digest). The fill puts such an image back, untagged. Moving an immutable
   tag answers `ImageTagAlreadyExistsException` (moto says `ImageAlreadyExistsException`).
+- ECR `PutLifecyclePolicy`: moto checks the policy's JSON schema only; ECR also refuses what its evaluator
+  cannot run (see `guard.sandbox.lifecycle.parse_policy`: `tagged` without exactly one of tagPrefixList and
+  tagPatternList, duplicate priorities, two untagged rules, an `any` rule that is not last, a countUnit that
+  does not fit the countType). Those answer `InvalidParameterException` (HTTP 400); moto stores the rest.
+  Applying policies is `guard.sandbox.lifecycle.apply_lifecycle_policies` (moto never does).
 
 moto keeps its state in process-wide globals: two sandboxes in one process share it (and `reset()`).
 """
@@ -41,6 +46,7 @@ DUMMY_KEY = "testing"
 
 _ECR_DOWNLOAD_TARGET = "AmazonEC2ContainerRegistry_V20150921.GetDownloadUrlForLayer"
 _ECR_PUT_IMAGE_TARGET = "AmazonEC2ContainerRegistry_V20150921.PutImage"
+_ECR_PUT_LIFECYCLE_TARGET = "AmazonEC2ContainerRegistry_V20150921.PutLifecyclePolicy"
 _BLOB_PREFIX = "/_sandbox/blobs/"
 _URL_TTL_S = 3600
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/")
@@ -123,6 +129,28 @@ class _FillsApp:
             return self._get_download_url(environ, start_response)
         if target == _ECR_PUT_IMAGE_TARGET:
             return self._put_image(environ, start_response)
+        if target == _ECR_PUT_LIFECYCLE_TARGET:
+            return self._put_lifecycle_policy(environ, start_response)
+        return self._moto(environ, start_response)
+
+    def _put_lifecycle_policy(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Refuse a policy ECR would refuse and moto would store; pass everything else to moto."""
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            text = json.loads(body)["lifecyclePolicyText"]
+        except (ValueError, TypeError, KeyError):
+            return self._moto(environ, start_response)
+        from guard.sandbox.lifecycle import parse_policy
+
+        try:
+            if isinstance(text, str):
+                parse_policy(text)
+        except ValueError as err:
+            return _json(start_response, "400 Bad Request", {
+                "__type": "InvalidParameterException",
+                "message": f"Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: '{err}'",
+            })
         return self._moto(environ, start_response)
 
     def _put_image(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -347,7 +375,7 @@ class AwsSandbox:
         """A boto3 client of the default account bound to the sandbox, without retries."""
         return self.session().client(service, region_name=region or self.region,
                                      endpoint_url=self.endpoint_url,
-                                     config=Config(retries={"max_attempts": 1}), **kw)
+                                     config=Config(retries={"total_max_attempts": 1}), **kw)
 
     def session(self) -> Any:
         """The boto3 session of the default account (123456789012), created once."""

@@ -5,10 +5,12 @@ body) to the upstream and answers its response byte-exact, unless a rule fires f
 the order they were added; each affects the next `n` requests it matches (None: every one). Delay rules add
 up and then let the request go on; of the other rules the first that matches answers the request.
 
-Fault answers follow the protocol of the request: AWS JSON (`__type`, `x-amzn-ErrorType`) for JSON and
-REST-JSON services (ECR, ECS, Lambda), the query protocol's XML `ErrorResponse` for STS, IAM and the other
-form-encoded services. A reset closes the client socket with SO_LINGER (1, 0), so the client reads a TCP RST.
+Fault answers follow the protocol of the request: the query protocol's XML `ErrorResponse` for STS, IAM and
+the other form-encoded services, AWS JSON (`__type`, `x-amzn-ErrorType`) for every other request (the JSON
+and REST-JSON services: ECR, ECS, Lambda; S3's XML errors are not modelled). A reset closes the client
+socket with SO_LINGER (1, 0), so the client reads a TCP RST.
 
+Request bodies are read by Content-Length, as botocore sends them; `Expect: 100-continue` is answered here.
 The proxy counts requests by operation (the X-Amz-Target header, else the query `Action`, else
 "METHOD /path"), both received and forwarded, and the number of image IDs in each ECR BatchGetImage request.
 """
@@ -26,19 +28,21 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
+
+from guard.sandbox.local_server import LocalServer
 
 Match = Callable[[str], bool]
 """A predicate on a request's operation key: `AmazonEC2ContainerRegistry_V20150921.BatchGetImage`,
 `GetCallerIdentity` (query protocol) or `GET /2015-03-31/functions/NAME` (REST)."""
 
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-                         "trailer", "transfer-encoding", "upgrade", "proxy-connection"})
+                         "trailer", "transfer-encoding", "upgrade", "proxy-connection", "expect"})
 _FORM = "application/x-www-form-urlencoded"
 _BATCH_GET_IMAGE = "AmazonEC2ContainerRegistry_V20150921.BatchGetImage"
-_SERVER_ERRORS = {500: "InternalFailure", 502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
+_INTERNAL = ("InternalFailure", "The request processing has failed because of an unknown error")
+_SERVER_ERRORS = {503: ("ServiceUnavailable", "The request has failed due to a temporary failure of the server")}
 
 
 def operation(*names: str) -> Match:
@@ -49,7 +53,7 @@ def operation(*names: str) -> Match:
 
 @dataclass
 class _Rule:
-    fault: str  # "throttle", "server_error", "reset" or "delay"
+    fault: Literal["throttle", "server_error", "reset", "delay"]
     remaining: int | None
     match: Match | None
     status: int = 0
@@ -64,13 +68,16 @@ class _Rule:
         return True
 
 
-class FaultProxy:
+class FaultProxy(LocalServer):
     """A reverse proxy on 127.0.0.1 (free port) in daemon threads; rules and counters are thread-safe."""
+
+    thread_name = "fault-proxy"
 
     def __init__(self, upstream: str, timeout: float = 30.0) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"upstream must be an http:// URL, not {upstream!r}")
+        super().__init__()
         self._upstream = (parts.hostname, parts.port or 80)
         self._timeout = timeout
         self._lock = threading.Lock()
@@ -78,41 +85,14 @@ class FaultProxy:
         self._received: Counter[str] = Counter()
         self._forwarded: Counter[str] = Counter()
         self._batch_sizes: list[int] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> FaultProxy:
-        """Bind an ephemeral port on 127.0.0.1 and serve from a daemon thread; a no-op when started."""
-        if self._server is None:
-            self._server = _Server(self)
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fault-proxy",
-                                            daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> FaultProxy:
-        """Start serving."""
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        """Stop serving."""
-        self.stop()
+    def _make_server(self) -> _Server:
+        return _Server(self)
 
     @property
     def url(self) -> str:
         """http://127.0.0.1:PORT, for AWS_ENDPOINT_URL."""
-        if self._server is None:
-            raise RuntimeError("the fault proxy is not started")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"http://127.0.0.1:{self.port}"
 
     # -- rules -------------------------------------------------------------------------------------
     def throttle(self, n: int | None = None, status: int = 400, match: Match | None = None) -> None:
@@ -222,9 +202,9 @@ def _fault_answer(rule: _Rule, query: bool) -> tuple[list[tuple[str, str]], byte
     if rule.fault == "throttle":
         code, message, party = ("Throttling" if query else "ThrottlingException"), "Rate exceeded", "Sender"
     else:
-        code, message, party = _SERVER_ERRORS.get(rule.status, "InternalFailure"), "Service unavailable", "Receiver"
+        (code, message), party = _SERVER_ERRORS.get(rule.status, _INTERNAL), "Receiver"
     if query:
-        xml = (f'<ErrorResponse><Error><Type>{party}</Type>'
+        xml = (f"<ErrorResponse><Error><Type>{party}</Type>"
                f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>{request_id}</RequestId>"
                "</ErrorResponse>")
         return [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], xml.encode()

@@ -70,7 +70,7 @@ class Scenario:
                 self._sessions[account] = self.sandbox.account_session(account)
             self._clients[key] = self._sessions[account].client(
                 service, region_name=region, endpoint_url=self.sandbox.endpoint_url,
-                config=Config(retries={"max_attempts": 1}),
+                config=Config(retries={"total_max_attempts": 1}),
             )
         return self._clients[key]
 

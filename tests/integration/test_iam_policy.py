@@ -207,7 +207,7 @@ def _as_moto_evaluates(policy: dict[str, Any]) -> dict[str, Any]:
 def _clients(session: Any, endpoint_url: str) -> Clients:
     """A client factory for `session`'s keys, against the sandbox, without retries."""
     def client(service: str) -> Any:
-        return session.client(service, endpoint_url=endpoint_url, config=Config(retries={"max_attempts": 1}))
+        return session.client(service, endpoint_url=endpoint_url, config=Config(retries={"total_max_attempts": 1}))
     return client
 
 

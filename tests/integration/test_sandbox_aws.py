@@ -22,7 +22,7 @@ UNKNOWN_DIGEST = "sha256:" + "0" * 64
 
 def _client(service: str, **kw: Any) -> Any:
     """A client configured only by the environment the sandbox fixture exported."""
-    return boto3.client(service, config=Config(retries={"max_attempts": 1}), **kw)
+    return boto3.client(service, config=Config(retries={"total_max_attempts": 1}), **kw)
 
 
 def _error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
@@ -239,7 +239,7 @@ def test_cross_account_image_lives_only_in_its_account(aws: Scenario, aws_sandbo
     uri = aws.repository("shared", account=OTHER_ACCOUNT)
     digest = aws.push_image("shared", "v1", account=OTHER_ACCOUNT)
     other = aws_sandbox.account_session(OTHER_ACCOUNT).client(
-        "ecr", endpoint_url=aws_sandbox.endpoint_url, config=Config(retries={"max_attempts": 1}))
+        "ecr", endpoint_url=aws_sandbox.endpoint_url, config=Config(retries={"total_max_attempts": 1}))
 
     assert uri == f"{OTHER_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/shared"
     assert _manifest(other, "shared", {"imageTag": "v1"})["imageId"]["imageDigest"] == digest

@@ -136,3 +136,20 @@ def test_notify_test_fails_on_a_broken_route(tmp_path: Path, monkeypatch: pytest
     broken = CliRunner().invoke(main, ["notify", "--test"])
     assert broken.exit_code == 1 and "FAILED slack" in broken.stdout
     assert webhook.url not in broken.output
+
+
+def test_an_alert_that_failed_is_sent_again_by_the_next_sweep(aws: Scenario, sim: EcsSimulator, sweep: Sweep,
+                                                               webhook: WebhookSandbox) -> None:
+    repo = aws.repository("shop/api")
+    aws.push_image("shop/api", "v1")
+    steady_service(aws, sim, "api", f"{repo}:v1")
+    aws.delete_image("shop/api", tag="v1")
+    route = SlackRoute(webhook.url, backoff=0)
+    webhook.fail_with(404, times=1)
+    first = sweep(routes=[route])
+    assert first.exit_code == 3 and webhook.received == []
+    second = sweep(routes=[route])
+    assert second.exit_code == 1 and [r.ok for r in second.notifications] == [True]
+    [message] = webhook.received
+    assert first.incidents[0].id in message["text"]
+    assert sweep(routes=[route]).notifications == ()  # delivered once: not again

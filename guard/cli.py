@@ -42,6 +42,9 @@ def main(ctx: click.Context, config: Path | None, debug: bool) -> None:
 
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage or input error, 3 could not verify.
     """
+    from guard.logs import quiet_wire_loggers
+
+    quiet_wire_loggers()
     ctx.obj = GlobalOptions(config, debug)
 
 

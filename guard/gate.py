@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import traceback
@@ -18,12 +17,11 @@ from guard.errors import GatewayError
 from guard.exitcodes import ExitCode, exit_code
 from guard.gateways.ecs import Boto3Ecs, Boto3Lambda
 from guard.models import DeployPlan, Finding, InputError, Severity, Target, TargetKind, Unverified
+from guard.plan import MAX_INPUT_BYTES
 from guard.plan.lambda_ import target_from_function_config
-from guard.plan.taskdef import load_task_definition, target_from_task_definition
+from guard.plan.taskdef import load_task_definition, parse_json_document, target_from_task_definition
 from guard.plan.terraform import load_plan_file
 from guard.registry import all_checks
-
-MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -116,10 +114,7 @@ def _parity_side(ctx: CheckContext, spec: str) -> Target:
     if spec.startswith("lambda:"):
         return _live_lambda(ctx, spec[7:], None)
     text = read_text(Path(spec))
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{spec}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    doc = parse_json_document(text, spec)
     if isinstance(doc, dict) and ("Configuration" in doc or "FunctionName" in doc):
         return target_from_function_config(doc, image_uri=None, source=spec)
     targets = load_task_definition(text, spec).targets

@@ -146,9 +146,11 @@ _RUNTIME = _Runtime()
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """Lambda handler: parse the event, sweep (or fan out), return a JSON-serialisable summary."""
     from guard.errors import GatewayError
+    from guard.logs import quiet_wire_loggers
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO)
+    quiet_wire_loggers()
     try:
         trigger = parse_trigger(event)
         if trigger.kind == "ignored":

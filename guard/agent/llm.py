@@ -2,10 +2,11 @@
 
 It reads through a few generic, read-only tools limited to the incident's own resources, and proposes
 actions with `propose_action`. Proposals become a strategy that goes through the same policy gate as the
-playbook's. The loop ends at `end_turn`, at the turn cap or at the token budget; hitting a limit, or
-proposing nothing valid, ends in an escalation. The model never sees credentials: tool results are
-summaries with credential-shaped strings redacted, and the prompt says tool results are data, not
-instructions.
+playbook's. The loop ends at `end_turn`, at the turn cap or at the token budget; hitting a limit, a reply
+that is not a usable message, or proposing nothing valid, ends in an escalation. When the API cannot be
+reached or refuses the key, the deterministic playbook plans instead (journaled as such). The model never
+sees credentials: tool results are summaries with credential-shaped strings redacted, and the prompt says
+tool results are data, not instructions.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from guard.actions import Action, action_from_json, action_types
-from guard.agent.playbook import PlanContext, Strategy, escalation
+from guard.agent.playbook import PlanContext, Strategy, escalation, plan
 from guard.errors import GatewayError
 from guard.gateways.ecs import Boto3Ecs
 from guard.journal import EntryKind, Journal
@@ -90,20 +91,27 @@ class LlmPlanner:
                 stop = "token_budget"
                 break
             turns += 1
-            resp = client.messages.create(model=cfg.model, max_tokens=1024, system=system, tools=TOOLS,
-                                          messages=messages)
-            used += int(resp.usage.input_tokens) + int(resp.usage.output_tokens)
-            content = [block.model_dump(exclude_none=True) for block in resp.content]
+            try:
+                tokens, content, stop_reason = _reply(client.messages.create(
+                    model=cfg.model, max_tokens=1024, system=system, tools=TOOLS, messages=messages))
+            except Exception as exc:  # the model's reply is untrusted input: any failure ends the loop
+                unavailable = type(exc).__module__.startswith("anthropic") and not isinstance(exc, ValueError)
+                stop = f"{'model_unavailable' if unavailable else 'model_error'}: {type(exc).__name__}"
+                break
+            used += tokens
             messages.append({"role": "assistant", "content": content})
-            reasoning += [b["text"] for b in content if b.get("type") == "text"]
-            uses = [b for b in content if b.get("type") == "tool_use"]
+            reasoning += [b["text"] for b in content if b["type"] == "text"]
+            uses = [b for b in content if b["type"] == "tool_use"]
             if not uses:
-                stop = str(resp.stop_reason)
+                stop = stop_reason
                 break
             results = []
             for use in uses:
-                calls.append(str(use["name"]))
-                payload, error = self._tool(incident, ctx, str(use["name"]), use.get("input") or {}, proposals)
+                calls.append(use["name"])
+                if isinstance(use.get("input"), Mapping):
+                    payload, error = self._tool(incident, ctx, use["name"], use["input"], proposals)
+                else:
+                    payload, error = {"error": "tool input must be an object"}, True
                 results.append({"type": "tool_result", "tool_use_id": use["id"],
                                 "content": json.dumps(redact(payload), default=str), "is_error": error})
             messages.append({"role": "user", "content": results})
@@ -116,6 +124,10 @@ class LlmPlanner:
         if stop in ("turn_cap", "token_budget"):
             limit = "turn cap" if stop == "turn_cap" else "token budget"
             return [escalation(incident, f"the model reached its {limit} without a verified plan")]
+        if stop.startswith("model_error"):
+            return [escalation(incident, f"the model's reply could not be used ({stop})")]
+        if stop.startswith("model_unavailable"):
+            return plan(incident, ctx)  # the API is down or refuses the key: the deterministic playbook plans
         if not proposals:
             return [escalation(incident, "the model proposed no valid action")]
         reason = "; ".join(why for _, why in proposals)
@@ -150,6 +162,36 @@ class LlmPlanner:
         except GatewayError as exc:
             return {"error": str(exc)}, True
         return {"error": f"unknown tool {name}"}, True
+
+
+class ModelReplyError(Exception):
+    """The Messages API answered something that is not a usable message."""
+
+
+def _reply(resp: Any) -> tuple[int, list[dict[str, Any]], str]:
+    """Validate one reply: (tokens used, content blocks as dicts, stop reason). Negative counts count as 0."""
+    usage = getattr(resp, "usage", None)
+    counts: list[int] = []
+    for name in ("input_tokens", "output_tokens"):
+        n = getattr(usage, name, None)
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise ModelReplyError("usage is missing: the token budget cannot be enforced")
+        counts.append(n)
+    raw = getattr(resp, "content", None)
+    if not isinstance(raw, list):
+        raise ModelReplyError("content is not a list of blocks")
+    blocks: list[dict[str, Any]] = []
+    for block in raw:
+        doc = block.model_dump(exclude_none=True) if hasattr(block, "model_dump") else block
+        if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
+            raise ModelReplyError("a content block is not an object with a type")
+        if doc["type"] == "text" and not isinstance(doc.get("text"), str):
+            raise ModelReplyError("a text block has no text")
+        if doc["type"] == "tool_use" and not (isinstance(doc.get("id"), str) and isinstance(doc.get("name"), str)):
+            raise ModelReplyError("a tool_use block has no id or name")
+        if doc["type"] in ("text", "tool_use"):
+            blocks.append(doc)
+    return sum(max(0, n) for n in counts), blocks, str(getattr(resp, "stop_reason", ""))
 
 
 def _propose(incident: Incident, args: Mapping[str, Any],

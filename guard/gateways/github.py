@@ -169,10 +169,18 @@ def _map_error(exc: Exception, operation: str, repo: str, api_url: str) -> Gatew
     """Translate a PyGithub/requests/urllib3 exception into a could-not-look error (never quoting the token)."""
     import requests
     import urllib3.exceptions
-    from github.GithubException import BadCredentialsException, GithubException, RateLimitExceededException
+    from github.GithubException import (
+        BadAttributeException,
+        BadCredentialsException,
+        GithubException,
+        RateLimitExceededException,
+    )
 
     if isinstance(exc, requests.RequestException | urllib3.exceptions.HTTPError):
         return Unreachable(SERVICE, operation, f"GitHub at {api_url} did not answer ({type(exc).__name__})")
+    if isinstance(exc, TypeError | AttributeError | KeyError | ValueError | BadAttributeException):
+        return GatewayError(SERVICE, operation, f"GitHub at {api_url} answered a body that is not what the REST API "
+                            f"returns ({type(exc).__name__})", "BadResponse")
     if not isinstance(exc, GithubException):
         return None
     headers = {str(k).lower(): str(v) for k, v in (exc.headers or {}).items()}

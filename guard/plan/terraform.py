@@ -11,6 +11,7 @@ from typing import Any
 from python_terraform import IsFlagged, Terraform, TerraformCommandError
 
 from guard.models import Container, DeployPlan, InputError, Target, TargetKind
+from guard.plan import MAX_INPUT_BYTES
 from guard.plan.lambda_ import target_from_lambda
 from guard.plan.taskdef import (
     containers_from_definitions,
@@ -34,6 +35,8 @@ _VERSION = re.compile(r"(\d+)(?:\.\d+)*")
 def load_plan_file(path: Path) -> DeployPlan:
     """Load a plan file: `terraform show -json` output, or a binary plan converted with terraform."""
     try:
+        if path.stat().st_size > MAX_INPUT_BYTES:
+            raise InputError(f"{path}: larger than {MAX_INPUT_BYTES // 2**20} MiB")
         data = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None

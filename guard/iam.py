@@ -50,7 +50,8 @@ _GRANTS: dict[str, dict[str, frozenset[str]]] = {
             "ecs:DescribeServices", "ecs:DescribeTaskDefinition", "ecs:ListTasks", "ecs:DescribeTasks"}),
         "RollbackFunctions": frozenset({
             "lambda:UpdateAlias", "lambda:GetAlias", "lambda:ListVersionsByFunction",
-            "lambda:UpdateFunctionCode", "lambda:GetFunction", "lambda:GetFunctionConfiguration"}),
+            "lambda:UpdateFunctionCode", "lambda:GetFunction", "lambda:GetFunctionConfiguration",
+            "lambda:ListAliases"}),
         "KillSwitch": frozenset({"ssm:GetParameter"}),
         "Notify": frozenset({"sns:Publish"}),
         "ReadImages": frozenset({"ecr:BatchGetImage"}),
@@ -206,9 +207,10 @@ def scope_from_config(config: Any, aws: Any, roles: Iterable[str]) -> PolicyScop
                 if any(fnmatch.fnmatchcase(f"ecs:{cluster}/{name}", p) and acts & {"ecs_rollback", "redeploy"}
                        for p, acts in patterns):
                     services.append((cluster, name))
-    if any(p.startswith("lambda:") and "lambda_rollback" in acts for p, acts in patterns):
+    lambda_kinds = {"lambda_rollback", "lambda_image_rollback"}
+    if any(p.startswith("lambda:") and acts & lambda_kinds for p, acts in patterns):
         functions = [f for f in Boto3Lambda(aws).list_image_functions()
-                     if any(fnmatch.fnmatchcase(f"lambda:{f}", p) and "lambda_rollback" in acts
+                     if any(fnmatch.fnmatchcase(f"lambda:{f}", p) and acts & lambda_kinds
                             for p, acts in patterns)]
     state = str(config.watch.state)
     bucket, prefix, table = None, "", None

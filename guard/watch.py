@@ -293,9 +293,13 @@ class Watchdog:
             cfg = fn.config
             if fn.resource in troubled or cfg.get("State") != "Active" or cfg.get("LastUpdateStatus") == "Failed":
                 continue
+            image = snap.images.get(fn.image_uri)
+            if not (isinstance(image, ImageInfo) and image.status is ImageStatus.PRESENT and image.digest):
+                continue
             by_cluster.setdefault("_lambda", {})[fn.name] = {
-                "image_uri": fn.image_uri, "code_sha256": str(cfg.get("CodeSha256", "")),
-                "version": str(cfg.get("Version", "")), "observed_at": snap.now.isoformat()}
+                "image_uri": fn.image_uri, "image_digest": image.digest,
+                "code_sha256": str(cfg.get("CodeSha256", "")), "version": str(cfg.get("Version", "")),
+                "observed_at": snap.now.isoformat()}
         changed: list[str] = []
         for group, records in sorted(by_cluster.items()):
             key = "known-good/lambda.json" if group == "_lambda" else f"known-good/ecs/{group}.json"

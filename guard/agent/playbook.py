@@ -127,6 +127,7 @@ def _rollback(incident: Incident, ctx: PlanContext) -> Strategy | None:
 
 
 def _lambda_rollback(function: str, ctx: PlanContext, notes: list[str]) -> Action | None:
+    """Alias back to the published version running the known-good code; else the image, pinned by digest."""
     record = known_good_function(ctx.store, function)
     if record is None:
         notes.append(f"no known-good code recorded for lambda:{function}")
@@ -134,15 +135,21 @@ def _lambda_rollback(function: str, ctx: PlanContext, notes: list[str]) -> Actio
     sha = str(record.get("code_sha256", ""))
     try:
         versions = call(ctx.aws.client("lambda"), "ListVersionsByFunction", FunctionName=function)["Versions"]
+        aliases = call(ctx.aws.client("lambda"), "ListAliases", FunctionName=function)["Aliases"]
     except (ClientError, GatewayError):
         notes.append(f"could not list versions of {function}")
         return None
     good = [v["Version"] for v in versions if v.get("Version") != "$LATEST" and v.get("CodeSha256") == sha]
-    if not good:
-        notes.append(f"no published version of {function} runs the known-good code {sha[:12]}")
-        return None
-    return make_action("lambda_rollback", function=function, alias=ctx.config.lambda_alias, version=max(good, key=int),
-                 code_sha256=sha)
+    if good and any(a.get("Name") == ctx.config.lambda_alias for a in aliases):
+        return make_action("lambda_rollback", function=function, alias=ctx.config.lambda_alias,
+                           version=max(good, key=int), code_sha256=sha)
+    digest = str(record.get("image_digest", ""))
+    if digest:
+        ref = ImageRef.parse(str(record["image_uri"]))
+        return make_action("lambda_image_rollback", function=function,
+                           image_uri=f"{ref.registry}/{ref.repository}@{digest}")
+    notes.append(f"no alias {ctx.config.lambda_alias} on a known-good version, and no digest recorded for {function}")
+    return None
 
 
 def plan(incident: Incident, ctx: PlanContext) -> list[Strategy]:

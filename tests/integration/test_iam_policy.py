@@ -98,6 +98,7 @@ def test_each_role_grants_exactly_its_documented_actions() -> None:
     remediate = {"ecs:UpdateService", "ecs:DescribeServices", "ecs:DescribeTaskDefinition", "ecs:ListTasks",
                  "ecs:DescribeTasks", "lambda:UpdateAlias", "lambda:GetAlias", "lambda:ListVersionsByFunction",
                  "lambda:UpdateFunctionCode", "lambda:GetFunction", "lambda:GetFunctionConfiguration",
+                 "lambda:ListAliases",
                  "ssm:GetParameter", "ecr:BatchGetImage", "sns:Publish"} | state
     assert actions_for({"check"}) == check
     assert actions_for({"watch"}) == watch

@@ -129,15 +129,27 @@ class _Runtime:
                 "api_calls": report.stats.get("total", 0), "duration_s": report.duration_s}
 
     def fan_out(self, trigger: Trigger, function_name: str) -> dict[str, Any]:
+        """One asynchronous invocation per shard; a shard that could not be started is reported (exit 3)."""
+        from botocore.exceptions import ClientError
+
+        from guard.errors import GatewayError
         from guard.gateways.aws import AwsSession, call
 
-        aws = AwsSession()
-        client = aws.client("lambda")
+        client = AwsSession().client("lambda")
+        started, failed = [], []
         for shard in trigger.fan_out:
             payload = {"shard": {"account": shard.account, "region": shard.region, "role_arn": shard.role_arn}}
-            call(client, "Invoke", FunctionName=function_name, InvocationType="Event",
-                 Payload=json.dumps(payload).encode())
-        return {"trigger": "schedule", "fanned_out": [f"{s.account}/{s.region}" for s in trigger.fan_out]}
+            try:
+                call(client, "Invoke", FunctionName=function_name, InvocationType="Event",
+                     Payload=json.dumps(payload).encode())
+                started.append(f"{shard.account}/{shard.region}")
+            except (ClientError, GatewayError) as exc:
+                LOG.error("could not start shard %s/%s: %s", shard.account, shard.region, exc)
+                failed.append(f"{shard.account}/{shard.region}")
+        summary: dict[str, Any] = {"trigger": "schedule", "fanned_out": started}
+        if failed:
+            summary.update(failed=failed, exit_code=3)
+        return summary
 
 
 _RUNTIME = _Runtime()

@@ -47,6 +47,7 @@ DUMMY_KEY = "testing"
 _ECR_DOWNLOAD_TARGET = "AmazonEC2ContainerRegistry_V20150921.GetDownloadUrlForLayer"
 _ECR_PUT_IMAGE_TARGET = "AmazonEC2ContainerRegistry_V20150921.PutImage"
 _ECR_PUT_LIFECYCLE_TARGET = "AmazonEC2ContainerRegistry_V20150921.PutLifecyclePolicy"
+_INVOKE_PATH = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
 _BLOB_PREFIX = "/_sandbox/blobs/"
 _URL_TTL_S = 3600
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/")
@@ -115,9 +116,10 @@ def _referenced_digests(repository: Any) -> set[str]:
 class _FillsApp:
     """WSGI middleware: answers the filled operations itself and passes everything else to moto."""
 
-    def __init__(self, moto_app: WsgiApp, blobs: BlobStore) -> None:
+    def __init__(self, moto_app: WsgiApp, blobs: BlobStore, invocations: list[tuple[str, bytes]]) -> None:
         self._moto = moto_app
         self._blobs = blobs
+        self._invocations = invocations
         self._url_key = secrets.token_bytes(32)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -131,7 +133,28 @@ class _FillsApp:
             return self._put_image(environ, start_response)
         if target == _ECR_PUT_LIFECYCLE_TARGET:
             return self._put_lifecycle_policy(environ, start_response)
+        invoke = _INVOKE_PATH.fullmatch(path)
+        if invoke and environ.get("REQUEST_METHOD") == "POST" and environ.get("HTTP_X_AMZ_INVOCATION_TYPE") == "Event":
+            return self._invoke_async(environ, start_response, invoke.group(1))
         return self._moto(environ, start_response)
+
+    def _invoke_async(self, environ: dict[str, Any], start_response: StartResponse, name: str) -> Iterable[bytes]:
+        """Lambda Invoke with InvocationType Event: queue it and answer 202, as Lambda does (moto would run
+        the image in Docker). The payloads are kept for the tests; nothing is executed."""
+        from urllib.parse import unquote
+
+        from moto.backends import get_backend
+
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        account, region = _caller(environ)
+        function = unquote(name).rsplit(":function:", 1)[-1]
+        if function not in get_backend("lambda")[account][region]._lambdas._functions:
+            return _json(start_response, "404 Not Found", {
+                "__type": "ResourceNotFoundException",
+                "Message": f"Function not found: arn:aws:lambda:{region}:{account}:function:{function}"})
+        self._invocations.append((function, body))
+        start_response("202 Accepted", [("Content-Length", "0"), ("x-amzn-RequestId", secrets.token_hex(16))])
+        return [b""]
 
     def _put_lifecycle_policy(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Refuse a policy ECR would refuse and moto would store; pass everything else to moto."""
@@ -304,6 +327,7 @@ class AwsSandbox:
     def __init__(self, region: str = DEFAULT_REGION) -> None:
         self.region = region
         self.blobs = BlobStore()
+        self.invocations: list[tuple[str, bytes]] = []  # asynchronous Lambda invocations, in order
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._session: Any = None
@@ -328,7 +352,7 @@ class AwsSandbox:
         from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        app = _FillsApp(DomainDispatcherApplication(create_backend_app), self.blobs)
+        app = _FillsApp(DomainDispatcherApplication(create_backend_app), self.blobs, self.invocations)
         self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="aws-sandbox", daemon=True)
         self._thread.start()
@@ -351,11 +375,12 @@ class AwsSandbox:
         return f"http://127.0.0.1:{self._server.server_port}"
 
     def reset(self) -> None:
-        """Forget all AWS state (moto's and the blobs); assumed-role credentials die with it."""
+        """Forget all AWS state (moto's, the blobs, queued invocations); assumed-role credentials die with it."""
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", data=b"", method="POST")
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
         self.blobs.clear()
+        self.invocations.clear()
 
     def put_blob(self, account: str, region: str, repository: str, data: bytes) -> str:
         """Store a registry blob (config or layer) and return its digest."""

@@ -76,3 +76,18 @@ def test_schedule_with_shards_fans_out() -> None:
     assert shard.kind == "shard" and shard.shard is not None and shard.shard.role_arn is None
     with pytest.raises(InputError):
         parse_trigger({"shard": {"account": 1}})
+
+
+def test_scheduled_fan_out_invokes_one_shard_each(aws: Scenario, handler: Any) -> None:
+    repo = aws.repository("guard")
+    aws.push_image("guard", "v1")
+    aws.lambda_function("deploy-guard", f"{repo}:v1")
+    shards = [{"account": "210987654321", "region": "eu-west-1", "role_arn": "arn:aws:iam::210987654321:role/g"},
+              {"account": "123456789012", "region": "us-west-2", "role_arn": None}]
+    context = type("Context", (), {"function_name": "deploy-guard"})()
+    out = handler({**_event("scheduled"), "shards": shards}, context)
+    assert out == {"trigger": "schedule", "fanned_out": ["210987654321/eu-west-1", "123456789012/us-west-2"]}
+    sent = [(fn, json.loads(body)) for fn, body in aws.sandbox.invocations]
+    assert sent == [("deploy-guard", {"shard": s}) for s in shards]
+    missing = handler({**_event("scheduled"), "shards": shards}, type("C", (), {"function_name": "nope"})())
+    assert missing["exit_code"] == 3 and missing["fanned_out"] == [] and len(missing["failed"]) == 2

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +30,19 @@ class GlobalOptions:
 def _fail(message: str, code: ExitCode) -> None:
     click.echo(f"guard: {message}", err=True)
     sys.exit(int(code))
+
+
+@contextmanager
+def _exit_on_bad_input() -> Iterator[None]:
+    """Bad input or configuration: exit 2; AWS or GitHub could not be read: exit 3 (fail closed)."""
+    from guard.errors import GatewayError
+
+    try:
+        yield
+    except (InputError, ValueError) as exc:
+        _fail(str(exc), ExitCode.USAGE)
+    except GatewayError as exc:
+        _fail(f"could not verify: {exc}", ExitCode.UNVERIFIED)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -256,22 +270,15 @@ def _planner() -> Any:
 def remediate(opts: GlobalOptions, incident_id: str | None, mode: str | None, dry_run: bool, state: str | None,
               fmt: str) -> None:
     """Plan and, within policy, repair open incidents; every step is journaled."""
-    from guard.errors import GatewayError
     from guard.policy import Mode
     from guard.remediate import Remediator, open_incident_ids
 
-    try:
+    with _exit_on_bad_input():
         config, store, gate, ctx, plan_ctx = _remediation_runtime(opts, state)
         ids = [incident_id] if incident_id else open_incident_ids(store)
         remediator = Remediator(store, gate, ctx, plan_ctx, _planner())
         run_mode = Mode(mode) if mode else config.remediate.mode
         reports = [remediator.run(i, mode=run_mode, dry_run=dry_run) for i in ids]
-    except (InputError, ValueError) as exc:
-        _fail(str(exc), ExitCode.USAGE)
-        return
-    except GatewayError as exc:
-        _fail(f"could not verify: {exc}", ExitCode.UNVERIFIED)
-        return
     if fmt == "json":
         import json
 
@@ -299,21 +306,14 @@ def remediate(opts: GlobalOptions, incident_id: str | None, mode: str | None, dr
 def rollback(opts: GlobalOptions, service: str | None, function: str | None, target: str | None,
              alias: str | None, yes: bool, state: str | None) -> None:
     """Roll one service or Lambda alias back to its known-good revision, and wait until it is steady."""
-    from guard.errors import GatewayError
     from guard.manual import manual_rollback
 
     if bool(service) == bool(function):
         _fail("give exactly one of --service CLUSTER/SERVICE or --lambda FUNCTION", ExitCode.USAGE)
-    try:
+    with _exit_on_bad_input():
         _, store, gate, ctx, plan_ctx = _remediation_runtime(opts, state)
         code = manual_rollback(store, gate, ctx, plan_ctx, service=service, function=function, target=target,
                                alias=alias, confirm=None if yes else click.confirm, echo=click.echo)
-    except (InputError, ValueError) as exc:
-        _fail(str(exc), ExitCode.USAGE)
-        return
-    except GatewayError as exc:
-        _fail(f"could not verify: {exc}", ExitCode.UNVERIFIED)
-        return
     sys.exit(int(code))
 
 

@@ -11,13 +11,12 @@ import threading
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 from anthropic.types import Model
 
-from guard.sandbox.local_server import LocalServer
+from guard.sandbox.local_server import LocalHandler, LocalHTTPServer, LocalServer
 
 JSON = dict[str, Any]
 
@@ -175,8 +174,8 @@ class AnthropicSandbox(LocalServer):
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
-    def _make_server(self) -> _Server:
-        return _Server(self)
+    def _make_server(self) -> LocalHTTPServer:
+        return LocalHTTPServer(self, _Handler)
 
     @property
     def url(self) -> str:
@@ -481,35 +480,12 @@ def _check_block(block: object, where: str, role: str) -> None:
 # ---- HTTP server ------------------------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
-
+class _Handler(LocalHandler):
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         headers = {name.lower(): value for name, value in self.headers.items()}
-        reply = self.server.sandbox._answer(self.command, self.path, headers, raw)
-        data = json.dumps(reply.body).encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        reply = self.server.owner._answer(self.command, self.path, headers, raw)
+        self.send(reply.status, json.dumps(reply.body).encode(),
+                  [("Content-Type", "application/json"), *reply.headers.items()])
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep the demo's and the tests' output quiet."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, sandbox: AnthropicSandbox) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.sandbox = sandbox

@@ -27,11 +27,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from guard.sandbox.local_server import LocalServer
+from guard.sandbox.local_server import LocalHandler, LocalHTTPServer, LocalServer
 
 Match = Callable[[str], bool]
 """A predicate on a request's operation key: `AmazonEC2ContainerRegistry_V20150921.BatchGetImage`,
@@ -86,8 +85,8 @@ class FaultProxy(LocalServer):
         self._forwarded: Counter[str] = Counter()
         self._batch_sizes: list[int] = []
 
-    def _make_server(self) -> _Server:
-        return _Server(self)
+    def _make_server(self) -> LocalHTTPServer:
+        return LocalHTTPServer(self, _Handler)
 
     @property
     def url(self) -> str:
@@ -213,15 +212,12 @@ def _fault_answer(rule: _Rule, query: bool) -> tuple[list[tuple[str, str]], byte
             ("x-amzn-ErrorType", code)], data
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
-    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
+class _Handler(LocalHandler):
 
     def _proxy(self) -> None:
         """Read one request; answer it with a fault, or with the upstream's response byte-exact."""
-        proxy = self.server.proxy
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        proxy = self.server.owner
+        body = self.read_body()
         content_type = self.headers.get("Content-Type", "")
         action = _query_action(content_type, self.path, body)
         key = self.headers.get("X-Amz-Target") or action or f"{self.command} {urlsplit(self.path).path}"
@@ -253,15 +249,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep the tests' output quiet."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, proxy: FaultProxy) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.proxy = proxy

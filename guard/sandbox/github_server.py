@@ -11,13 +11,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from guard.sandbox import github_payloads as p
 from guard.sandbox.github_payloads import JSON
-from guard.sandbox.local_server import LocalServer
+from guard.sandbox.local_server import LocalHandler, LocalHTTPServer, LocalServer
 
 API_PREFIX = "/api/v3"
 DEFAULT_TOKEN = "sandbox-token"
@@ -163,8 +162,8 @@ class GitHubSandbox(LocalServer):
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
-    def _make_server(self) -> _Server:
-        return _Server(self)
+    def _make_server(self) -> LocalHTTPServer:
+        return LocalHTTPServer(self, _Handler)
 
     def _on_start(self) -> None:
         self.reset()
@@ -776,36 +775,12 @@ def _routes() -> list[_Route]:
 _ROUTES = _routes()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
-
+class _Handler(LocalHandler):
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        reply = self.server.sandbox._answer(self.command, self.path, self.headers.get("Authorization"), raw)
-        data = json.dumps(reply.body).encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-GitHub-Media-Type", "github.v3; format=json")
-        self.send_header("X-GitHub-Api-Version-Selected", "2022-11-28")
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        reply = self.server.owner._answer(self.command, self.path, self.headers.get("Authorization"),
+                                          self.read_body())
+        self.send(reply.status, json.dumps(reply.body).encode(), [
+            ("Content-Type", "application/json; charset=utf-8"), ("X-GitHub-Media-Type", "github.v3; format=json"),
+            ("X-GitHub-Api-Version-Selected", "2022-11-28"), *reply.headers.items()])
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep the demo's and the tests' output quiet."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, sandbox: GitHubSandbox) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.sandbox = sandbox

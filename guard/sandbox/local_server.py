@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
-from http.server import ThreadingHTTPServer
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 
 class LocalServer:
@@ -56,3 +57,39 @@ class LocalServer:
         if self._server is None:
             raise RuntimeError(f"{type(self).__name__} is not started")
         return int(self._server.server_port)
+
+
+class LocalHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, Nagle off (headers and body go out in two writes: no 40 ms delayed-ACK stall)."""
+
+    server: LocalHTTPServer
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def read_body(self) -> bytes:
+        """The request body (Content-Length bytes)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def send(self, status: int, data: bytes, headers: Iterable[tuple[str, str]] = ()) -> None:
+        """Answer with `data` and its Content-Length."""
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep the demo's and the tests' output quiet."""
+
+
+class LocalHTTPServer(ThreadingHTTPServer):
+    """A threading server on an ephemeral 127.0.0.1 port; `owner` is the sandbox object answering requests."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, owner: Any, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.owner = owner

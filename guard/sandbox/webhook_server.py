@@ -7,10 +7,9 @@ import json
 import socket
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from guard.sandbox.local_server import LocalServer
+from guard.sandbox.local_server import LocalHandler, LocalHTTPServer, LocalServer
 
 DEFAULT_HOOK_PATH = "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 
@@ -37,8 +36,8 @@ class WebhookSandbox(LocalServer):
         self._faults: list[_Fault] = []
         self._standing: _Fault | None = None
 
-    def _make_server(self) -> _Server:
-        return _Server(self)
+    def _make_server(self) -> LocalHTTPServer:
+        return LocalHTTPServer(self, _Handler)
 
     @property
     def url(self) -> str:
@@ -104,43 +103,16 @@ class WebhookSandbox(LocalServer):
             return _Fault(200, "ok")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
-
+class _Handler(LocalHandler):
     def do_POST(self) -> None:
         """Record or refuse one webhook post."""
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        answer = self.server.sandbox._answer(self.path, self.headers.get("Content-Type", ""), raw)
+        answer = self.server.owner._answer(self.path, self.headers.get("Content-Type", ""), self.read_body())
         if answer.status is None:
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        data = answer.body.encode()
-        self.send_response(answer.status)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send(answer.status, answer.body.encode(), [("Content-Type", "text/html")])
 
     def do_GET(self) -> None:
         """Webhooks take POST only."""
-        data = b"invalid_method"
-        self.send_response(405)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep the demo's and the tests' output quiet."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, sandbox: WebhookSandbox) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.sandbox = sandbox
+        self.send(405, b"invalid_method")

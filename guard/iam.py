@@ -38,6 +38,8 @@ _GRANTS: dict[str, dict[str, frozenset[str]]] = {
             "ecs:DescribeTasks", "ecs:DescribeTaskDefinition"}),
         "ReadImages": _READ_IMAGES,
         "ReadLambda": frozenset({"lambda:ListFunctions", "lambda:GetFunction"}),
+        "ReadRoles": frozenset({"iam:GetRole"}),
+        "Identity": frozenset({"sts:GetCallerIdentity"}),
         "Heartbeat": frozenset({"cloudwatch:PutMetricData"}),
         "Notify": frozenset({"sns:Publish"}),
         "StateObjects": _STATE_OBJECTS,

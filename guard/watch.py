@@ -17,6 +17,7 @@ from guard.exitcodes import ExitCode, exit_code
 from guard.gateways.aws import AwsSession
 from guard.gateways.ecr import Boto3Ecr, ImageInfo, ImageStatus
 from guard.gateways.ecs import Boto3Ecs, Boto3Lambda
+from guard.gateways.refs import Boto3Refs
 from guard.models import Finding, ImageRef, Incident, InputError, Signal, Unverified
 from guard.notify import (
     Notification,
@@ -94,6 +95,7 @@ class Watchdog:
         self.workers = workers
         self.ecs = Boto3Ecs(aws)
         self.lambdas = Boto3Lambda(aws)
+        self.refs = Boto3Refs(aws)
 
     # -- reading -----------------------------------------------------------------------------------
     def _cluster(self, cluster: str, scope: WatchScope) -> tuple[list[ServiceView], dict[str, list[Any]]]:
@@ -148,8 +150,16 @@ class Watchdog:
         for fn in functions:
             self._add_ref(refs, fn.image_uri)
         images = Boto3Ecr(self.aws, self.workers).lookup(refs.values()) if refs else {}
+        role_arns = {str(td.get("executionRoleArn")) for svc in services if svc.primary
+                     for td in [task_defs.get(str(svc.primary.get("taskDefinition"))) or {}]
+                     if td.get("executionRoleArn")}
+        try:
+            roles = self.refs.roles(role_arns) if role_arns else {}
+        except GatewayError as exc:
+            errors.append(("iam:*", exc))
+            roles = {}
         return Snapshot(self.clock(), tuple(services), task_defs, stopped, images, tuple(functions),
-                        self.settings, tuple(errors))
+                        self.settings, tuple(errors), roles)
 
     @staticmethod
     def _add_ref(refs: dict[str, ImageRef], uri: str) -> None:

@@ -87,6 +87,7 @@ class Snapshot:
     functions: tuple[FunctionView, ...] = ()
     settings: WatchSettings = WatchSettings()
     errors: tuple[tuple[str, GatewayError], ...] = ()
+    roles: Mapping[str, Any] = field(default_factory=dict)
 
     def recent_stopped(self, service: ServiceView) -> list[Mapping[str, Any]]:
         """The service's tasks stopped within the lookback window, newest first.

@@ -45,6 +45,11 @@ data "aws_iam_policy_document" "watchdog" {
     resources = ["*"]
   }
   statement {
+    sid       = "ReadRoles"
+    actions   = ["iam:GetRole", "sts:GetCallerIdentity"]
+    resources = ["*"]
+  }
+  statement {
     sid       = "Heartbeat"
     actions   = ["cloudwatch:PutMetricData"]
     resources = ["*"]

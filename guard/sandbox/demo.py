@@ -290,6 +290,7 @@ def replay(console: Console) -> DemoResult:
     with AwsSandbox() as sandbox, GitHubSandbox() as github, WebhookSandbox() as hook, \
             tempfile.TemporaryDirectory() as tmp, \
             _environment({**sandbox.environ(), "GITHUB_API_URL": github.api_url, "GITHUB_TOKEN": DEFAULT_TOKEN}):
+        sandbox.reset()  # moto's backends are per process: start from an empty account whatever ran before
         console.print(f"[dim]sandbox: AWS (moto) at {sandbox.endpoint_url}, GitHub at {github.api_url}, "
                       f"Slack webhook at {hook.url}[/]")
         return _Replay(console, sandbox, github, hook, Path(tmp)).run()

@@ -94,7 +94,8 @@ def test_each_role_grants_exactly_its_documented_actions() -> None:
              "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"}
     watch = {"ecs:ListClusters", "ecs:ListServices", "ecs:DescribeServices", "ecs:ListTasks", "ecs:DescribeTasks",
              "ecs:DescribeTaskDefinition", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-             "lambda:ListFunctions", "lambda:GetFunction", "cloudwatch:PutMetricData", "sns:Publish"} | state
+             "lambda:ListFunctions", "lambda:GetFunction", "cloudwatch:PutMetricData", "sns:Publish",
+             "iam:GetRole", "sts:GetCallerIdentity"} | state
     remediate = {"ecs:UpdateService", "ecs:DescribeServices", "ecs:DescribeTaskDefinition", "ecs:ListTasks",
                  "ecs:DescribeTasks", "lambda:UpdateAlias", "lambda:GetAlias", "lambda:ListVersionsByFunction",
                  "lambda:UpdateFunctionCode", "lambda:GetFunction", "lambda:GetFunctionConfiguration",
@@ -151,7 +152,8 @@ def test_remediate_writes_only_the_listed_resources() -> None:
 
 def test_unnamed_resources_are_left_out_not_widened() -> None:
     policy = generate_policy(_scope({"watch", "remediate"}))
-    assert {s["Sid"] for s in policy["Statement"]} == {"Heartbeat", "ReadEcs", "ReadImages", "ReadLambda"}
+    assert {s["Sid"] for s in policy["Statement"]} == {"Heartbeat", "Identity", "ReadEcs", "ReadImages", "ReadLambda",
+                                                        "ReadRoles"}
     assert "ecs:UpdateService" not in _actions(policy)
     assert _statement(policy, "Heartbeat")["Condition"] == {
         "StringEquals": {"cloudwatch:namespace": "DeployGuard"}}

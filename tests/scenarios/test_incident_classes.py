@@ -167,16 +167,18 @@ def test_execution_role_deleted_when_its_owner_left(world: World) -> None:
     assert (known_good_service(world.store, "prod", "api") or {})["task_definition"] == td
     aws.delete_role("exec")
     sim.tick(2)
-    assert world.sweep().incidents == ()  # running tasks hold their credentials: invisible until they restart
+    [latent] = world.sweep().incidents  # running tasks hold their credentials, but ECS106 sees the role gone
+    assert latent.latent and latent.cause is Cause.EXECUTION_ROLE and latent.cause_key == role
 
     sim.restart_tasks("prod", "api")
     sim.tick()
     reasons = _failed_starts(aws)
     assert reasons and all(r.startswith("ResourceInitializationError") and "AccessDeniedException" in r
                            and "assumed-role/exec/" in r for r in reasons)
-    report = world.sweep()  # caught by the first sweep after the restart
+    report = world.sweep()  # the first sweep after the restart: the same incident, now active
     [inc] = report.incidents
     assert inc.cause is Cause.EXECUTION_ROLE and inc.cause_key == role and inc.resources == ("ecs:prod/api",)
+    assert inc.id == latent.id and not inc.latent
 
     fix = world.remediate(inc)
     assert fix.status == "escalated", fix.to_json()

@@ -153,3 +153,25 @@ def test_an_alert_that_failed_is_sent_again_by_the_next_sweep(aws: Scenario, sim
     [message] = webhook.received
     assert first.incidents[0].id in message["text"]
     assert sweep(routes=[route]).notifications == ()  # delivered once: not again
+
+
+def test_cli_watch_loops_at_the_interval(aws: Scenario, sim: EcsSimulator, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = aws.repository("shop/api")
+    aws.push_image("shop/api", "v1")
+    steady_service(aws, sim, "api", f"{repo}:v1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "guard.toml").write_text("[notify]\nheartbeat = false\n")
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 2:
+            raise KeyboardInterrupt
+
+    import guard.cli
+
+    monkeypatch.setattr(guard.cli.time, "sleep", sleep)
+    result = CliRunner().invoke(main, ["watch", "--interval", "30", "--state", str(tmp_path / "s")])
+    assert slept == [30, 30]
+    assert result.stdout.count("swept 1 service(s)") == 2

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from guard.exitcodes import ExitCode
 from guard.gate import GateReport
+from guard.models import Unverified
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 VERDICT = {
@@ -16,6 +19,17 @@ VERDICT = {
     ExitCode.UNVERIFIED: ("[bold magenta]UNVERIFIED[/]",
                           "could not verify everything: failing closed (use --allow-unverified to override)"),
 }
+
+
+def render_unverified(unverified: Sequence[Unverified], console: Console) -> None:
+    """The "Could not verify" table (nothing when everything was verified)."""
+    if unverified:
+        table = Table(title="Could not verify", title_style="bold magenta")
+        for col in ("source", "target", "reason"):
+            table.add_column(col, overflow="fold")
+        for u in unverified:
+            table.add_row(u.check_id, escape(u.target), escape(u.reason))
+        console.print(table)
 
 
 def render_table(report: GateReport, console: Console) -> None:
@@ -28,13 +42,7 @@ def render_table(report: GateReport, console: Console) -> None:
             msg = escape(f.message) + (f"\n[dim]→ {escape(f.remediation)}[/]" if f.remediation else "")
             table.add_row(f"[{_STYLE[f.severity.value]}]{f.severity.value}[/]", f.check_id, escape(f.target), msg)
         console.print(table)
-    if report.unverified:
-        table = Table(title="Could not verify", title_style="bold magenta")
-        for col in ("check", "target", "reason"):
-            table.add_column(col, overflow="fold")
-        for u in report.unverified:
-            table.add_row(u.check_id, escape(u.target), escape(u.reason))
-        console.print(table)
+    render_unverified(report.unverified, console)
     images = len({i.uri for t in report.targets for i in t.images})
     calls = report.stats.get("total", 0)
     label, advice = VERDICT[report.exit_code]

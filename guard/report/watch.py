@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from guard.report.table import render_unverified
 from guard.watch import WatchReport
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -56,13 +57,7 @@ def render_watch_table(report: WatchReport, console: Console) -> None:
         console.print(table)
     for inc in t.resolved:
         console.print(f"[green]resolved[/] {inc.id}: {escape(inc.title)}")
-    if report.unverified:
-        table = Table(title="Could not verify", title_style="bold magenta")
-        for col in ("source", "target", "reason"):
-            table.add_column(col, overflow="fold")
-        for u in report.unverified:
-            table.add_row(u.check_id, escape(u.target), escape(u.reason))
-        console.print(table)
+    render_unverified(report.unverified, console)
     for r in report.notifications:
         if not r.ok:
             console.print(f"[bold red]notification route {escape(r.route)} failed:[/] {escape(r.error)}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from guard.journal import (
 )
 from guard.sandbox.scenarios import Scenario
 from guard.state import DynamoStore, LocalStore, S3Store, StateStore
+from tests.racing import race
 
 BUCKET = "guard-journal"
 TABLE = "guard-journal"
@@ -121,23 +121,7 @@ def _head(backend: Backend) -> dict[str, Any]:
 
 
 def _race(worker: Callable[[int], Any]) -> list[Any]:
-    """Run `worker(i)` on RACERS threads released together; their results (or exceptions) by index."""
-    barrier = threading.Barrier(RACERS)
-    results: list[Any] = [None] * RACERS
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = worker(i)
-        except Exception as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
+    return race(worker, RACERS)
 
 
 # Append and read

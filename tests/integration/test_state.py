@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from guard.state import (
     store_from_url,
     update_json,
 )
+from tests.racing import race
 
 BUCKET = "guard-state"
 TABLE = "guard-state"
@@ -102,23 +102,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 
 def _race(worker: Callable[[int], Any]) -> list[Any]:
-    """Run `worker(i)` on RACERS threads released together; their results (or exceptions) by index."""
-    barrier = threading.Barrier(RACERS)
-    results: list[Any] = [None] * RACERS
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = worker(i)
-        except Exception as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
+    return race(worker, RACERS)
 
 
 # The contract, on every backend

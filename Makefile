@@ -16,12 +16,12 @@ demo: $(STAMP)
 	$(BIN)/guard demo
 
 test: $(STAMP)
-	$(BIN)/ruff check guard checks rollback tests bench
+	$(BIN)/ruff check guard checks rollback tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check guard checks rollback tests bench
+	$(BIN)/ruff check guard checks rollback tests bench deploy
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -33,8 +33,7 @@ docs: $(STAMP)
 	$(BIN)/python -m guard.docs > docs/checks.md
 
 lambda-package: $(STAMP)
-	rm -rf build/lambda
-	$(BIN)/python -m pip install --quiet --target build/lambda .
+	$(BIN)/python deploy/package.py build/lambda
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache bench/results

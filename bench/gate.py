@@ -9,11 +9,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from guard import gate
 from guard.config import GuardConfig
-from guard.context import CheckContext
-from guard.gate import GateInputs, build_plan, run_checks
+from guard.context import CheckContext, Commit
+from guard.gate import GateInputs, build_plan
 from guard.gateways.aws import AwsSession
 from guard.models import DeployPlan, ImageRef
+from guard.runtime import Runtime
 from guard.sandbox.aws import AwsSandbox
 from guard.sandbox.plans import PlannedTaskDefinition, plan_document, task_definition_change
 from guard.sandbox.scenarios import Scenario
@@ -77,11 +79,11 @@ def run(sizes: tuple[int, ...] = (10, 100, 1000)) -> dict[str, Any]:
             tasks = _seed(Scenario(sandbox), size)
             path = Path(f"/tmp/deploy-guard-bench-{size}.json")
             path.write_text(json.dumps(plan_document([task_definition_change(t) for t in tasks])))
-            ctx = CheckContext(AwsSession(), GuardConfig(disabled=frozenset({
+            runtime = Runtime(GuardConfig(disabled=frozenset({
                 "IMG003", "PRV001", "CFG001", "REF001", "REF002", "REF003", "TFP001"})))
-            started = time.monotonic()
-            plan = build_plan(GateInputs(plans=(path,)), ctx)
-            report = run_checks(plan, ctx, started=started)
+            ctx = runtime.check_context(Commit(None, None))
+            report = gate.run(GateInputs(plans=(path,)), ctx)
+            plan = build_plan(GateInputs(plans=(path,)), CheckContext(AwsSession()))
             naive_aws = AwsSession()
             naive_s = naive(plan, naive_aws)
             path.unlink()

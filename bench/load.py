@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 import resource
 import tempfile
-from pathlib import Path
 from typing import Any
 
 from bench.watch import minimum_calls
-from guard.gateways.aws import AwsSession, AwsSettings
+from guard.gateways.aws import AwsSettings
+from guard.runtime import Runtime
 from guard.sandbox.aws import AwsSandbox
 from guard.sandbox.faults import FaultProxy, operation
 from guard.sandbox.scenarios import Scenario
-from guard.state import LocalStore
-from guard.watch import Watchdog, WatchScope
+from guard.watch import WatchScope
 
 CLUSTERS = 20
 SERVICES = 2000
@@ -45,8 +44,8 @@ def run() -> dict[str, Any]:
         with FaultProxy(sandbox.endpoint_url) as proxy:
             os.environ["AWS_ENDPOINT_URL"] = proxy.url
             proxy.throttle(THROTTLED, match=operation("DescribeServices"))
-            aws = AwsSession(AwsSettings(max_attempts=8))
-            report = Watchdog(aws, LocalStore(Path(tmp)), heartbeat=False).sweep(WatchScope(functions=()))
+            runtime = Runtime(state=tmp, settings=AwsSettings(max_attempts=8))
+            report = runtime.watchdog(heartbeat=False).sweep(WatchScope(functions=()))
             os.environ["AWS_ENDPOINT_URL"] = sandbox.endpoint_url
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     per_cluster = SERVICES // CLUSTERS

@@ -7,27 +7,25 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from guard.actions import ActionContext
-from guard.agent.playbook import PlanContext, playbook_planner
-from guard.gateways.aws import AwsSession
+from guard.agent.playbook import playbook_planner
+from guard.config import Allow, GuardConfig, Mode, RemediateConfig
 from guard.journal import EntryKind, Journal
-from guard.notify import StdoutRoute
-from guard.policy import Allow, Mode, PolicyGate, RemediateConfig
-from guard.remediate import Remediator
+from guard.remediate import RemediationStatus
+from guard.runtime import Runtime
 from guard.sandbox.aws import AwsSandbox
 from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.scenarios import Scenario
-from guard.state import LocalStore
-from guard.watch import Watchdog, WatchScope
+from guard.state import StateStore
 
 POLL_S = 15
 SWITCH = "/deploy-guard/kill-switch"
 
 
-def _incident(sandbox: AwsSandbox, root: Path) -> tuple[Scenario, EcsSimulator, LocalStore, str]:
+def _incident(sandbox: AwsSandbox, root: Path) -> tuple[Scenario, EcsSimulator, StateStore, str]:
     """Service prod/api steady on v1 (known-good recorded), then deployed onto a missing image."""
     sandbox.reset()
     aws = Scenario(sandbox)
@@ -38,28 +36,25 @@ def _incident(sandbox: AwsSandbox, root: Path) -> tuple[Scenario, EcsSimulator, 
     sim = EcsSimulator(sandbox)
     sim.enable_circuit_breaker("prod", "api", enable=False)
     sim.tick(2)
-    store = LocalStore(root)
-    Watchdog(AwsSession(), store, heartbeat=False, clock=sim.now).sweep(WatchScope(clusters=("prod",)))
+    runtime = Runtime(state=str(root), clock=sim.now)
+    runtime.watchdog(heartbeat=False).sweep(runtime.watch_scope(("prod",)))
     bad = aws.task_definition("api", [("app", f"{repo}:broken")])
     aws.client("ecs").update_service(cluster="prod", service="api", taskDefinition=bad)
     sim.tick()
-    [inc] = Watchdog(AwsSession(), store, heartbeat=False, clock=sim.now).sweep(
-        WatchScope(clusters=("prod",))).incidents
-    return aws, sim, store, inc.id
+    [inc] = replace(runtime).watchdog(heartbeat=False).sweep(runtime.watch_scope(("prod",))).incidents
+    return aws, sim, runtime.store, inc.id
 
 
-def _remediator(sim: EcsSimulator, store: LocalStore, aws: AwsSession, config: RemediateConfig,
-                waited: list[float]) -> Remediator:
+def _runtime(sim: EcsSimulator, root: Path, config: RemediateConfig, waited: list[float]) -> Runtime:
+    """The remediation runtime on simulated time, with no environment (no kill-switch variable)."""
 
     def wait(seconds: float) -> None:
         waited.append(seconds)
         sim.advance(seconds)
         sim.tick()
 
-    ctx = ActionContext(aws, wait=wait, clock=sim.now, poll_s=POLL_S, timeout_s=600,
-                        routes=[StdoutRoute(io.StringIO())])
-    return Remediator(store, PolicyGate(config, store, aws, clock=sim.now, environ={}), ctx,
-                      PlanContext(store, aws, config), playbook_planner, "bench", sim.now)
+    return Runtime(GuardConfig(remediate=config), state=str(root), clock=sim.now, wait=wait, environ={},
+                   progress=lambda message: None, stdout_route=io.StringIO())
 
 
 def _kill_switch_latency(sandbox: AwsSandbox, root: Path, config: RemediateConfig) -> tuple[float, float]:
@@ -67,7 +62,7 @@ def _kill_switch_latency(sandbox: AwsSandbox, root: Path, config: RemediateConfi
     aws_s, sim, store, incident = _incident(sandbox, root)
     ssm = aws_s.client("ssm")
     ssm.put_parameter(Name=SWITCH, Value="off", Type="String", Overwrite=True)
-    rem = _remediator(sim, store, AwsSession(), config, [])
+    rem = _runtime(sim, root, config, []).remediator(playbook_planner, "bench")
     engaged_at = 0.0
     decide = rem.gate.decide
 
@@ -99,14 +94,15 @@ def run(runs: int = 5) -> dict[str, Any]:
     with AwsSandbox() as sandbox, tempfile.TemporaryDirectory() as tmp:
         os.environ.update(sandbox.environ())
         for i in range(runs):
-            _, sim, store, incident = _incident(sandbox, Path(tmp) / f"c{i}")
-            aws, waited = AwsSession(), list[float]()
+            _, sim, _, incident = _incident(sandbox, Path(tmp) / f"c{i}")
+            waited: list[float] = []
+            runtime = _runtime(sim, Path(tmp) / f"c{i}", config, waited)
             started = time.monotonic()
-            report = _remediator(sim, store, aws, config, waited).run(incident, mode=Mode.ACT)
-            if report.status != "repaired":
+            report = runtime.remediator(playbook_planner, "bench").run(incident, mode=Mode.ACT)
+            if report.status is not RemediationStatus.REPAIRED:
                 raise AssertionError(f"containment replay did not repair: {report.to_json()}")
             containment.append({"wall_s": time.monotonic() - started, "simulated_s": sum(waited),
-                                "api_calls": aws.stats.total_calls})
+                                "api_calls": runtime.aws.stats.total_calls})
             refusal, check = _kill_switch_latency(sandbox, Path(tmp) / f"k{i}", config)
             refusals.append(refusal)
             switch_checks.append(check)

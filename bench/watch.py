@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from guard.gateways.aws import AwsSession
+from guard.runtime import Runtime
 from guard.sandbox.aws import AwsSandbox
 from guard.sandbox.scenarios import Scenario
-from guard.state import LocalStore
-from guard.watch import Watchdog, WatchScope
+from guard.watch import WatchScope
 
 SERVICES_PER_CLUSTER = 50
 SERVICES_PER_TASK_DEFINITION = 5
@@ -67,8 +67,7 @@ def run(sizes: tuple[int, ...] = (10, 100, 1000)) -> dict[str, Any]:
         for size in sizes:
             sandbox.reset()
             shape = _seed(Scenario(sandbox), size)
-            aws = AwsSession()
-            report = Watchdog(aws, LocalStore(Path(tmp) / str(size)), heartbeat=False).sweep(
+            report = Runtime(state=str(Path(tmp) / str(size))).watchdog(heartbeat=False).sweep(
                 WatchScope(functions=()))
             naive_aws = AwsSession()
             naive_s = naive(naive_aws, shape["clusters"])

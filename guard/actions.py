@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
-import pkgutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -14,12 +12,13 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from guard.discovery import discover
 from guard.gateways.aws import AwsSession
 from guard.models import InputError
 
 if TYPE_CHECKING:
     from guard.gateways.github import PyGithubGateway
-    from guard.notify import Route
+    from guard.notify.routes import Route
 
 
 @dataclass(frozen=True)
@@ -73,10 +72,19 @@ class ActionContext:
 
 
 class Action(ABC):
-    """One remediation step. Subclasses are frozen dataclasses, one per module under `rollback/`."""
+    """One remediation step. Subclasses are frozen dataclasses, one per module under `rollback/`.
+
+    Traits, as class attributes: `always_allowed` means the policy gate allows it whatever the mode,
+    allowlist, caps and kill switch (telling people is never the risky part); `counts_toward_cap` means it
+    counts toward the per-incident cap and the hourly rate; `iam_actions` are the IAM actions its
+    precondition, execution and postcondition call (the remediate role of `guard iam-policy` grants them).
+    """
 
     kind: ClassVar[str]
     title: ClassVar[str]
+    always_allowed: ClassVar[bool] = False
+    counts_toward_cap: ClassVar[bool] = True
+    iam_actions: ClassVar[frozenset[str]]
 
     @property
     @abstractmethod
@@ -119,19 +127,7 @@ class Action(ABC):
 @cache
 def action_types() -> dict[str, type[Action]]:
     """Every concrete action under the `rollback` package, by kind."""
-    root = importlib.import_module("rollback")
-    for info in pkgutil.walk_packages(root.__path__, prefix="rollback."):
-        importlib.import_module(info.name)
-    found: dict[str, type[Action]] = {}
-    stack: list[type[Action]] = list(Action.__subclasses__())
-    while stack:
-        cls = stack.pop()
-        stack.extend(cls.__subclasses__())
-        if not getattr(cls, "__abstractmethods__", None) and cls.__module__.startswith("rollback."):
-            if cls.kind in found:
-                raise RuntimeError(f"duplicate action kind {cls.kind}")
-            found[cls.kind] = cls
-    return found
+    return discover("rollback", (Action,), lambda cls: cls.kind, what="action kind")
 
 
 def make_action(kind: str, **params: Any) -> Action:

@@ -1,23 +1,28 @@
-"""The `guard` command: thin verbs over guard.gate (and, later, watch and remediate)."""
+"""The `guard` command: thin verbs over the core.
+
+Each verb parses its options, gets its objects from `guard.runtime.Runtime`, calls one core function,
+renders, and exits with the contract's code. Bad input exits 2 and unreadable AWS or GitHub exits 3, through
+one guard shared by every verb.
+"""
 
 from __future__ import annotations
 
-import os
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from guard.exitcodes import ExitCode
 from guard.models import InputError, Severity
 
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from rich.console import Console
 
+    from guard.runtime import Runtime
 
 @dataclass(frozen=True)
 class GlobalOptions:
@@ -33,7 +38,7 @@ def _fail(message: str, code: ExitCode) -> None:
 
 
 @contextmanager
-def _exit_on_bad_input() -> Iterator[None]:
+def _exit_on_bad_input(unreadable: str = "could not verify") -> Iterator[None]:
     """Bad input or configuration: exit 2; AWS or GitHub could not be read: exit 3 (fail closed)."""
     from guard.errors import GatewayError
 
@@ -42,7 +47,20 @@ def _exit_on_bad_input() -> Iterator[None]:
     except (InputError, ValueError) as exc:
         _fail(str(exc), ExitCode.USAGE)
     except GatewayError as exc:
-        _fail(f"could not verify: {exc}", ExitCode.UNVERIFIED)
+        _fail(f"{unreadable}: {exc}", ExitCode.UNVERIFIED)
+
+
+def _runtime(opts: GlobalOptions, **overrides: Any) -> Runtime:
+    """The runtime for this invocation (configuration read and validated whole)."""
+    from guard.runtime import Runtime
+
+    return Runtime.load(opts.config, **overrides)
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(emoji=False, highlight=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -89,45 +107,16 @@ def check(opts: GlobalOptions, plans: tuple[Path, ...], task_defs: tuple[Path, .
           fail_on: str | None, allow_unverified: bool) -> None:
     """Verify every image and reference a deploy will use, before it is applied."""
     from guard import gate
-    from guard.config import load_config
-    from guard.context import CheckContext, Commit
-    from guard.errors import GatewayError
-    from guard.gateways.aws import AwsSession, AwsSettings
+    from guard.context import Commit
+    from guard.report.render import emit_check
 
-    started = time.monotonic()
     inputs = gate.GateInputs(plans, task_defs, services, images, lambdas, image_uris, parity or None)
-    try:
-        config = load_config(opts.config)
-        aws = AwsSession(AwsSettings(account_roles=config.account_roles))
-        ctx = CheckContext(aws, config, Commit.from_env(repository, sha))
-        plan = gate.build_plan(inputs, ctx)
-    except InputError as exc:
-        _fail(str(exc), ExitCode.USAGE)
-        return
-    except GatewayError as exc:
-        _fail(f"could not read the deploy's inputs: {exc}", ExitCode.UNVERIFIED)
-        return
-    report = gate.run_checks(plan, ctx, allow_unverified=allow_unverified,
-                             fail_on=Severity(fail_on) if fail_on else None, debug=opts.debug, started=started)
-    _emit(report, fmt)
+    options = gate.GateOptions(Severity(fail_on) if fail_on else None, allow_unverified, opts.debug)
+    with _exit_on_bad_input("could not read the deploy's inputs"):
+        runtime = _runtime(opts)
+        report = gate.run(inputs, runtime.check_context(Commit.from_env(repository, sha)), options)
+    emit_check(report, fmt, _console())
     sys.exit(int(report.exit_code))
-
-
-def _emit(report: Any, fmt: str) -> None:
-    from guard.report.github import publish
-
-    for line in publish(report):  # the runner reads workflow commands on both streams
-        click.echo(line, err=fmt == "json")
-    if fmt == "json":
-        from guard.report.json_ import render_json
-
-        click.echo(render_json(report))
-    else:
-        from rich.console import Console
-
-        from guard.report.table import render_table
-
-        render_table(report, Console(emoji=False, highlight=False))
 
 
 @main.command()
@@ -144,57 +133,18 @@ def _emit(report: Any, fmt: str) -> None:
 def watch(opts: GlobalOptions, clusters: tuple[str, ...], services: tuple[str, ...], functions: tuple[str, ...],
           no_lambda: bool, state: str | None, once: bool, interval: int | None, fmt: str) -> None:
     """Sweep ECS services and Lambda functions for failures and latent hazards; report incidents."""
-    from guard.config import load_config
-    from guard.errors import GatewayError
-    from guard.gateways.aws import AwsSession, AwsSettings
-    from guard.notify import StdoutRoute, build_routes
-    from guard.state import store_from_url
-    from guard.watch import Watchdog, WatchScope
-    from guard.watcher import WatchSettings
+    from guard.report.render import emit_watch
+    from guard.watch import watch_loop
 
     if no_lambda and functions:
         _fail("--no-lambda and --function contradict each other", ExitCode.USAGE)
-    try:
-        config = load_config(opts.config)
-        wc = config.watch
-        aws = AwsSession(AwsSettings(account_roles=config.account_roles))
-        store = store_from_url(state or wc.state, aws)
-        routes = [*build_routes(config.notify, aws, aws.stats)]
-        if fmt == "table":
-            routes.insert(0, StdoutRoute(sys.stderr))
-    except (InputError, ValueError) as exc:
-        _fail(str(exc), ExitCode.USAGE)
-        return
-    from datetime import timedelta
-
-    scope = WatchScope(clusters or wc.clusters, services or wc.services,
-                       () if no_lambda else (functions or wc.functions))
-    settings = WatchSettings(timedelta(minutes=wc.lookback_minutes), timedelta(minutes=wc.stall_after_minutes),
-                             timedelta(minutes=wc.below_desired_grace_minutes), wc.crash_threshold)
-    dog = Watchdog(aws, store, settings=settings, routes=routes, heartbeat=config.notify.heartbeat)
-    while True:
-        try:
-            report = dog.sweep(scope, debug=opts.debug)
-        except GatewayError as exc:
-            _fail(f"could not read or write watchdog state: {exc}", ExitCode.UNVERIFIED)
-            return
-        _emit_watch(report, fmt)
-        if once:
-            sys.exit(int(report.exit_code))
-        time.sleep(interval or wc.interval_seconds)
-
-
-def _emit_watch(report: Any, fmt: str) -> None:
-    if fmt == "json":
-        from guard.report.watch import render_watch_json
-
-        click.echo(render_watch_json(report))
-    else:
-        from rich.console import Console
-
-        from guard.report.watch import render_watch_table
-
-        render_watch_table(report, Console(emoji=False, highlight=False))
+    with _exit_on_bad_input("could not read or write watchdog state"):
+        runtime = _runtime(opts, state=state, stdout_route=sys.stderr if fmt == "table" else None)
+        dog, scope = runtime.watchdog(), runtime.watch_scope(clusters, services, functions, no_lambda=no_lambda)
+        for report in watch_loop(dog, scope, interval or runtime.config.watch.interval_seconds, once=once,
+                                 debug=opts.debug):
+            emit_watch(report, fmt, _console())
+    sys.exit(int(report.exit_code))
 
 
 @main.command()
@@ -203,17 +153,11 @@ def _emit_watch(report: Any, fmt: str) -> None:
 @click.pass_obj
 def notify(opts: GlobalOptions, test_routes: bool) -> None:
     """Self-test the notification routes (a route that silently fails is how alerts get lost)."""
-    from guard.config import load_config
-    from guard.gateways.aws import AwsSession, AwsSettings
-    from guard.notify import StdoutRoute, build_routes, notify_test
+    from guard.gateways.aws import AwsSettings
+    from guard.notify.routes import notify_test
 
-    try:
-        config = load_config(opts.config)
-        aws = AwsSession(AwsSettings(max_attempts=2))
-        routes = [StdoutRoute(sys.stderr), *build_routes(config.notify, aws, aws.stats)]
-    except (InputError, ValueError) as exc:
-        _fail(str(exc), ExitCode.USAGE)
-        return
+    with _exit_on_bad_input():
+        routes = _runtime(opts, settings=AwsSettings(max_attempts=2), stdout_route=sys.stderr).routes
     results = notify_test(routes)
     for r in results:
         click.echo(f"{'ok    ' if r.ok else 'FAILED'} {r.route}" + (f": {r.error}" if r.error else ""))
@@ -221,42 +165,6 @@ def notify(opts: GlobalOptions, test_routes: bool) -> None:
         click.echo("warning: no routes configured in [notify]: incidents reach only this process's output",
                    err=True)
     sys.exit(int(ExitCode.FINDINGS if any(not r.ok for r in results) else ExitCode.CLEAN))
-
-
-def _remediation_runtime(opts: GlobalOptions, state: str | None, progress: Any = None) -> Any:
-    """Config, AWS session, state store, gate, action and plan contexts: shared by remediate and rollback."""
-    from guard.actions import ActionContext
-    from guard.agent.playbook import PlanContext
-    from guard.config import load_config
-    from guard.gateways.aws import AwsSession, AwsSettings
-    from guard.notify import StdoutRoute, build_routes
-    from guard.policy import PolicyGate
-    from guard.state import store_from_url
-
-    config = load_config(opts.config)
-    aws = AwsSession(AwsSettings(account_roles=config.account_roles))
-    store = store_from_url(state or config.watch.state, aws)
-    rc = config.remediate
-    routes = [StdoutRoute(sys.stderr), *build_routes(config.notify, aws, aws.stats)]
-    ctx = ActionContext(aws, timeout_s=rc.wait_timeout_seconds, poll_s=rc.poll_seconds, routes=routes,
-                        progress=progress or (lambda message: click.echo(f"  … {message}", err=True)))
-    github = None
-    if os.environ.get("GITHUB_TOKEN") and rc.build_repository:
-        from guard.gateways.github import PyGithubGateway
-
-        github = PyGithubGateway.from_env(aws.stats)
-    return config, store, PolicyGate(rc, store, aws), ctx, PlanContext(store, aws, rc, github)
-
-
-def _planner() -> Any:
-    """The model-backed planner when ANTHROPIC_API_KEY is set, else the deterministic playbook."""
-    if os.environ.get("ANTHROPIC_API_KEY"):
-        from guard.agent.llm import LlmPlanner
-
-        return LlmPlanner()
-    from guard.agent.playbook import playbook_planner
-
-    return playbook_planner
 
 
 @main.command()
@@ -270,28 +178,17 @@ def _planner() -> Any:
 def remediate(opts: GlobalOptions, incident_id: str | None, mode: str | None, dry_run: bool, state: str | None,
               fmt: str) -> None:
     """Plan and, within policy, repair open incidents; every step is journaled."""
-    from guard.policy import Mode
-    from guard.remediate import Remediator, open_incident_ids
+    from guard.config import Mode
+    from guard.records import open_incident_ids
+    from guard.report.render import emit_remediation
 
     with _exit_on_bad_input():
-        config, store, gate, ctx, plan_ctx = _remediation_runtime(opts, state)
-        ids = [incident_id] if incident_id else open_incident_ids(store)
-        remediator = Remediator(store, gate, ctx, plan_ctx, _planner())
-        run_mode = Mode(mode) if mode else config.remediate.mode
+        runtime = _runtime(opts, state=state, stdout_route=sys.stderr)
+        remediator = runtime.remediator()
+        run_mode = Mode(mode) if mode else runtime.config.remediate.mode
+        ids = [incident_id] if incident_id else open_incident_ids(runtime.store)
         reports = [remediator.run(i, mode=run_mode, dry_run=dry_run) for i in ids]
-    if fmt == "json":
-        import json
-
-        click.echo(json.dumps({"version": 1, "remediations": [r.to_json() for r in reports]}, indent=2))
-    else:
-        for r in reports:
-            click.echo(f"{r.incident_id}: {r.status} (mode {r.mode.value}{', dry run' if dry_run else ''})")
-            for res in r.results:
-                click.echo(f"  {res.status:9} {res.action.get('description', res.action.get('kind'))}: {res.reason}")
-            if r.postmortem_key:
-                click.echo(f"  postmortem: {r.postmortem_key} (guard postmortem {r.incident_id})")
-        if not reports:
-            click.echo("no open incidents")
+    emit_remediation(reports, fmt, dry_run, click.echo)
     sys.exit(int(max((r.exit_code for r in reports), default=ExitCode.CLEAN)))
 
 
@@ -311,9 +208,9 @@ def rollback(opts: GlobalOptions, service: str | None, function: str | None, tar
     if bool(service) == bool(function):
         _fail("give exactly one of --service CLUSTER/SERVICE or --lambda FUNCTION", ExitCode.USAGE)
     with _exit_on_bad_input():
-        _, store, gate, ctx, plan_ctx = _remediation_runtime(opts, state)
-        code = manual_rollback(store, gate, ctx, plan_ctx, service=service, function=function, target=target,
-                               alias=alias, confirm=None if yes else click.confirm, echo=click.echo)
+        runtime = _runtime(opts, state=state, stdout_route=sys.stderr)
+        code = manual_rollback(runtime, service=service, function=function, target=target, alias=alias,
+                               confirm=None if yes else click.confirm, echo=click.echo)
     sys.exit(int(code))
 
 
@@ -324,27 +221,10 @@ def rollback(opts: GlobalOptions, service: str | None, function: str | None, tar
 @click.pass_obj
 def postmortem(opts: GlobalOptions, incident_id: str, state: str | None, output: Path | None) -> None:
     """Render the incident's postmortem from its journal."""
-    from datetime import UTC, datetime
+    from guard.postmortem import postmortem_from_journal
 
-    from guard.config import load_config
-    from guard.gateways.aws import AwsSession
-    from guard.journal import EntryKind, Journal
-    from guard.postmortem import render_postmortem
-    from guard.state import store_from_url
-    from guard.triage import incident_from_json
-
-    try:
-        config = load_config(opts.config)
-        store = store_from_url(state or config.watch.state, AwsSession())
-        entries = Journal(store, incident_id).entries()
-    except (InputError, ValueError) as exc:
-        _fail(str(exc), ExitCode.USAGE)
-        return
-    if not entries:
-        _fail(f"no journal for {incident_id}", ExitCode.USAGE)
-    snapshot = next((e.data for e in entries if e.kind is EntryKind.INCIDENT), None)
-    incident = incident_from_json(snapshot) if snapshot else None
-    text = render_postmortem(incident, entries, generated_at=datetime.now(UTC).isoformat())
+    with _exit_on_bad_input():
+        text = postmortem_from_journal(_runtime(opts, state=state).store, incident_id)
     if output:
         output.write_text(text)
         click.echo(f"wrote {output}")
@@ -358,19 +238,12 @@ def postmortem(opts: GlobalOptions, incident_id: str, state: str | None, output:
 @click.pass_obj
 def iam_policy(opts: GlobalOptions, roles: tuple[str, ...]) -> None:
     """Print the least-privilege IAM policy for the configured scope (allowlist expanded to exact ARNs)."""
-    from guard.config import load_config
-    from guard.errors import GatewayError
-    from guard.gateways.aws import AwsSession
     from guard.iam import render_policy, scope_from_config
 
-    try:
-        config = load_config(opts.config)
-        scope = scope_from_config(config, AwsSession(), roles or ("check", "watch", "remediate"))
-        click.echo(render_policy(scope))
-    except (InputError, ValueError) as exc:
-        _fail(str(exc), ExitCode.USAGE)
-    except GatewayError as exc:
-        _fail(f"could not read the account to scope the policy: {exc}", ExitCode.UNVERIFIED)
+    with _exit_on_bad_input("could not read the account to scope the policy"):
+        runtime = _runtime(opts)
+        click.echo(render_policy(scope_from_config(runtime.config, runtime.aws,
+                                                   roles or ("check", "watch", "remediate"))))
 
 
 @main.command("checks")
@@ -384,6 +257,11 @@ def list_checks() -> None:
 @main.command()
 def demo() -> None:
     """Replay the incident on an embedded sandbox (moto + local GitHub): no AWS account needed."""
+    import importlib.util
+
+    if importlib.util.find_spec("moto") is None:
+        _fail("the demo runs on an embedded AWS sandbox that needs the `sandbox` extra: "
+              "pip install 'deploy-guard[sandbox]'", ExitCode.USAGE)
     from guard.sandbox.demo import run_demo
 
     sys.exit(run_demo())

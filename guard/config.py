@@ -1,16 +1,29 @@
-"""`guard.toml` or `[tool.guard]` in pyproject.toml, validated into a frozen GuardConfig."""
+"""`guard.toml` or `[tool.guard]` in pyproject.toml, validated into a frozen GuardConfig.
+
+A leaf: only the standard library and guard.models, so reading configuration never loads an SDK.
+"""
 
 from __future__ import annotations
 
+import re
 import tomllib
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from guard.models import InputError, Severity
-from guard.notify import NotifyConfig, parse_notify_config
-from guard.policy import MAX_SETTING, RemediateConfig, parse_remediate_config
+
+DEFAULT_MODEL = "claude-sonnet-4-6"
+DEFAULT_SLACK_URL_ENV = "SLACK_WEBHOOK_URL"
+# Upper bound of every integer setting: larger values overflow timedelta/sleep far from the config.
+MAX_SETTING = 10**9
+REPO_PATTERN = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+SHA_PATTERN = re.compile(r"[0-9a-f]{40}")
+SNS_ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:sns:(?P<region>[a-z0-9-]+):\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,100 @@ class WatchConfig:
     below_desired_grace_minutes: int = 10
     crash_threshold: int = 3
     interval_seconds: int = 60
+
+
+class RouteType(StrEnum):
+    """Route types a `[[notify.routes]]` entry may name."""
+
+    SLACK = "slack"
+    SNS = "sns"
+    GITHUB_ISSUE = "github_issue"
+    GITHUB_STATUS = "github_status"
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    """A Slack webhook route; the URL comes from env var `url_env` unless a literal `url` is given."""
+
+    name: str
+    url_env: str = DEFAULT_SLACK_URL_ENV
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class SnsConfig:
+    """An SNS topic route."""
+
+    name: str
+    topic_arn: str
+
+
+@dataclass(frozen=True)
+class GitHubIssueConfig:
+    """A GitHub issue route; `repository` defaults to GITHUB_REPOSITORY when the routes are built."""
+
+    name: str
+    repository: str | None = None
+    labels: tuple[str, ...] = ("deploy-guard", "incident")
+
+
+@dataclass(frozen=True)
+class GitHubStatusConfig:
+    """A commit-status route; `sha` defaults to GITHUB_SHA when the routes are built."""
+
+    name: str
+    repository: str | None = None
+    sha: str | None = None
+    context: str = "deploy-guard/watch"
+
+
+RouteConfig = SlackConfig | SnsConfig | GitHubIssueConfig | GitHubStatusConfig
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """The `[notify]` table: whether to emit a heartbeat, and the routes beyond stdout."""
+
+    heartbeat: bool = True
+    routes: tuple[RouteConfig, ...] = ()
+    source: str = "defaults"
+
+
+class Mode(StrEnum):
+    """observe: detect and notify; propose: plan and post, act on approval; act: act within policy."""
+
+    OBSERVE = "observe"
+    PROPOSE = "propose"
+    ACT = "act"
+
+
+@dataclass(frozen=True)
+class Allow:
+    """Resources (fnmatch patterns such as `ecs:prod/*`) and the action kinds allowed on them."""
+
+    resource: str
+    actions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RemediateConfig:
+    """The `[remediate]` table; defaults are the safe ones (observe, nothing allowed)."""
+
+    mode: Mode = Mode.OBSERVE
+    allow: tuple[Allow, ...] = ()
+    max_actions_per_incident: int = 3
+    max_actions_per_hour: int = 10
+    kill_switch_parameter: str | None = None
+    kill_switch_object: str | None = None
+    token_budget: int = 20000
+    max_turns: int = 8
+    model: str = DEFAULT_MODEL
+    build_repository: str | None = None
+    build_workflow: str | None = None
+    lambda_alias: str = "live"
+    lock_ttl_seconds: int = 900
+    wait_timeout_seconds: int = 900
+    poll_seconds: int = 15
 
 
 @dataclass(frozen=True)
@@ -95,6 +202,135 @@ def _watch(value: Any, source: str) -> WatchConfig:
     )
 
 
+_ROUTE_KEYS: Mapping[RouteType, frozenset[str]] = {
+    RouteType.SLACK: frozenset({"type", "name", "url_env", "url"}),
+    RouteType.SNS: frozenset({"type", "name", "topic_arn"}),
+    RouteType.GITHUB_ISSUE: frozenset({"type", "name", "repository", "labels"}),
+    RouteType.GITHUB_STATUS: frozenset({"type", "name", "repository", "sha", "context"}),
+}
+
+
+def _opt_str(entry: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = entry.get(key)
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise InputError(f"{where}.{key} must be a non-empty string")
+    return value.strip() if isinstance(value, str) else None
+
+
+def _scheme(url: str) -> str:
+    """The URL's scheme, "" when it does not parse (urlsplit raises ValueError on a bad IPv6 literal)."""
+    try:
+        return urllib.parse.urlsplit(url).scheme
+    except ValueError:
+        return ""
+
+
+def _parse_route(entry: Any, where: str, default_name: str) -> RouteConfig:
+    if not isinstance(entry, dict):
+        raise InputError(f"{where} must be a table")
+    raw_type = entry.get("type")
+    try:
+        kind = RouteType(str(raw_type))
+    except ValueError:
+        known = ", ".join(t.value for t in RouteType)
+        raise InputError(f"{where}.type must be one of {known}; got {raw_type!r}") from None
+    unknown = sorted(set(entry) - _ROUTE_KEYS[kind])
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)} for a {kind.value} route; "
+                         f"known: {', '.join(sorted(_ROUTE_KEYS[kind]))}")
+    name = _opt_str(entry, "name", where) or default_name
+    repository = _opt_str(entry, "repository", where)
+    if repository is not None and not REPO_PATTERN.fullmatch(repository):
+        raise InputError(f"{where}.repository must be owner/name; got {repository!r}")
+    if kind is RouteType.SLACK:
+        url_env, url = _opt_str(entry, "url_env", where), _opt_str(entry, "url", where)
+        if url_env and url:
+            raise InputError(f"{where}: give url_env or url, not both")
+        if url_env is not None and not _ENV_NAME.fullmatch(url_env):
+            raise InputError(f"{where}.url_env must name an environment variable; got {url_env!r}")
+        if url is not None and _scheme(url) not in ("http", "https"):
+            raise InputError(f"{where}.url is not an http(s) URL")  # never echoed: it is a secret
+        return SlackConfig(name, url_env or DEFAULT_SLACK_URL_ENV, url)
+    if kind is RouteType.SNS:
+        arn = _opt_str(entry, "topic_arn", where)
+        if arn is None or not SNS_ARN_PATTERN.fullmatch(arn):
+            raise InputError(f"{where}.topic_arn must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME); "
+                             f"got {arn!r}")
+        return SnsConfig(name, arn)
+    if kind is RouteType.GITHUB_ISSUE:
+        labels = entry.get("labels", ["deploy-guard", "incident"])
+        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+            raise InputError(f"{where}.labels must be a non-empty list of strings")
+        return GitHubIssueConfig(name, repository, tuple(labels))
+    sha = _opt_str(entry, "sha", where)
+    if sha is not None and not SHA_PATTERN.fullmatch(sha):
+        raise InputError(f"{where}.sha must be a full 40-hex commit SHA; got {sha!r}")
+    return GitHubStatusConfig(name, repository, sha, _opt_str(entry, "context", where) or "deploy-guard/watch")
+
+
+def parse_notify_config(table: Mapping[str, Any], source: str) -> NotifyConfig:
+    """Validate a `[notify]` table; unknown keys and route types are refused so typos never pass silently."""
+    known = {"heartbeat", "routes"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise InputError(f"{source}: unknown notify setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    heartbeat = table.get("heartbeat", True)
+    if not isinstance(heartbeat, bool):
+        raise InputError(f"{source}: notify.heartbeat must be true or false")
+    entries = table.get("routes", [])
+    if not isinstance(entries, list):
+        raise InputError(f"{source}: notify.routes must be an array of tables ([[notify.routes]])")
+    types = [e.get("type") if isinstance(e, dict) else None for e in entries]
+    routes = tuple(
+        _parse_route(entry, f"{source}: notify.routes[{i}]",
+                     str(types[i]) if types.count(types[i]) == 1 else f"{types[i]}#{i}")
+        for i, entry in enumerate(entries))
+    names = [r.name for r in routes]
+    duplicates = sorted({n for n in names if names.count(n) > 1} | ({"stdout"} & set(names)))
+    if duplicates:
+        raise InputError(f"{source}: notify.routes: route name(s) {', '.join(duplicates)} used twice "
+                         "(stdout is reserved)")
+    return NotifyConfig(heartbeat, routes, source)
+
+
+def parse_remediate_config(table: Mapping[str, Any], source: str) -> RemediateConfig:
+    """Validate `[remediate]`; unknown keys and modes are refused (action kinds: `check_action_kinds`)."""
+    ints = ("max_actions_per_incident", "max_actions_per_hour", "token_budget", "max_turns", "lock_ttl_seconds",
+            "wait_timeout_seconds", "poll_seconds")
+    strs = ("kill_switch_parameter", "kill_switch_object", "model", "build_repository", "build_workflow",
+            "lambda_alias")
+    unknown = sorted(set(table) - {"mode", "allow", *ints, *strs})
+    if unknown:
+        raise InputError(f"{source}: unknown remediate setting(s) {', '.join(unknown)}")
+    try:
+        mode = Mode(table.get("mode", "observe"))
+    except ValueError:
+        raise InputError(f"{source}: remediate.mode must be observe, propose or act") from None
+    for name in ints:
+        v = table.get(name, 1)
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SETTING:
+            raise InputError(f"{source}: remediate.{name} must be a positive integer (at most {MAX_SETTING})")
+    for name in strs:
+        if name in table and (not isinstance(table[name], str) or not table[name]):
+            raise InputError(f"{source}: remediate.{name} must be a non-empty string")
+    obj = table.get("kill_switch_object")
+    bucket, _, key = str(obj).removeprefix("s3://").partition("/")
+    if obj is not None and not (str(obj).startswith("s3://") and bucket and key):
+        raise InputError(f"{source}: remediate.kill_switch_object must be s3://bucket/key")
+    allow = table.get("allow", [])
+    if not isinstance(allow, list):
+        raise InputError(f"{source}: remediate.allow must be a list of tables")
+    rules = []
+    for entry in allow:
+        if not isinstance(entry, dict) or set(entry) != {"resource", "actions"} or \
+                not isinstance(entry["resource"], str) or not isinstance(entry["actions"], list):
+            raise InputError(f"{source}: each [[remediate.allow]] needs `resource` and `actions` only")
+        rules.append(Allow(entry["resource"], tuple(map(str, entry["actions"]))))
+    values: dict[str, Any] = {n: int(table[n]) for n in ints if n in table}
+    values.update({n: str(table[n]) for n in strs if n in table})
+    return RemediateConfig(mode=mode, allow=tuple(rules), **values)
+
+
 def parse_config(table: Mapping[str, Any], source: str) -> GuardConfig:
     """Validate a `[tool.guard]` table; unknown keys are refused so typos never pass silently."""
     known = {"fail_on", "severity", "disabled", "build_workflows", "accounts", "parity", "watch", "notify",
@@ -132,6 +368,15 @@ def parse_config(table: Mapping[str, Any], source: str) -> GuardConfig:
         remediate=parse_remediate_config(_table(table.get("remediate", {}), f"{source}: remediate"), source),
         source=source,
     )
+
+
+def check_action_kinds(config: GuardConfig, known: Collection[str]) -> None:
+    """Refuse `[[remediate.allow]]` action kinds outside `known` (the registered action types)."""
+    kinds = set(known)
+    for rule in config.remediate.allow:
+        bad = sorted(set(rule.actions) - kinds)
+        if bad:
+            raise InputError(f"{config.source}: unknown action kind(s) {bad}; known: {sorted(kinds)}")
 
 
 def load_config(path: Path | None = None, cwd: Path | None = None) -> GuardConfig:

@@ -1,4 +1,4 @@
-"""The pre-deploy gate: inputs -> DeployPlan -> checks -> report. The CLI and the Action call `run`."""
+"""The pre-deploy gate: inputs -> DeployPlan -> checks -> report. The CLI (and so the Action) calls `run`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from guard.check import Check, Result
 from guard.context import CheckContext
 from guard.errors import GatewayError
 from guard.exitcodes import ExitCode, exit_code
-from guard.gateways.ecs import Boto3Ecs, Boto3Lambda
+from guard.gateways.ecs import Boto3Ecs
+from guard.gateways.lambda_ import Boto3Lambda
 from guard.models import DeployPlan, Finding, InputError, Severity, Target, TargetKind, Unverified
 from guard.plan import MAX_INPUT_BYTES
 from guard.plan.lambda_ import target_from_function_config
@@ -65,6 +66,23 @@ class GateReport:
     duration_s: float
     exit_code: ExitCode
     checks_run: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """How the outcome becomes an exit code: the failing severity, unverified handling, tracebacks."""
+
+    fail_on: Severity | None = None
+    allow_unverified: bool = False
+    debug: bool = False
+
+
+def run(inputs: GateInputs, ctx: CheckContext, options: GateOptions = GateOptions()) -> GateReport:
+    """Build the deploy plan from the inputs (InputError, GatewayError before any check) and check it."""
+    started = time.monotonic()
+    plan = build_plan(inputs, ctx)
+    return run_checks(plan, ctx, allow_unverified=options.allow_unverified, fail_on=options.fail_on,
+                      debug=options.debug, started=started)
 
 
 def read_text(path: Path) -> str:

@@ -4,24 +4,28 @@ Each role ("check", "watch", "remediate") contributes actions to named purposes;
 statement (one Sid) with one set of resources. A purpose whose resources the scope does not name (no
 topic, no state store, no service to roll back) is left out rather than widened to "*". Only read
 actions whose scoping the gate cannot know in advance are granted on "*"; every write is scoped.
+The remediate role is derived: what the remediation runtime itself calls, plus every action's `iam_actions`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from guard.metrics import HEARTBEAT_NAMESPACE
+
 ROLES = frozenset({"check", "watch", "remediate"})
-METRIC_NAMESPACE = "DeployGuard"
 
 _READ_IMAGES = frozenset({"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"})
 _STATE_OBJECTS = frozenset({"s3:GetObject", "s3:PutObject", "s3:DeleteObject"})
 _STATE_LIST = frozenset({"s3:ListBucket"})
 _STATE_TABLE = frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"})
 
-# role -> Sid -> actions. Resources and conditions per Sid are in `_resources` and `_conditions`.
+# role -> Sid -> actions (the remediate role is `_remediate_grants`). Resources and conditions per Sid are in
+# `_resources` and `_conditions`.
 _GRANTS: dict[str, dict[str, frozenset[str]]] = {
     "check": {
         "ReadImages": _READ_IMAGES,
@@ -46,22 +50,61 @@ _GRANTS: dict[str, dict[str, frozenset[str]]] = {
         "StateList": _STATE_LIST,
         "StateTable": _STATE_TABLE,
     },
-    "remediate": {
-        "RollbackServices": frozenset({"ecs:UpdateService"}),
-        "ReadEcs": frozenset({
-            "ecs:DescribeServices", "ecs:DescribeTaskDefinition", "ecs:ListTasks", "ecs:DescribeTasks"}),
-        "RollbackFunctions": frozenset({
-            "lambda:UpdateAlias", "lambda:GetAlias", "lambda:ListVersionsByFunction",
-            "lambda:UpdateFunctionCode", "lambda:GetFunction", "lambda:GetFunctionConfiguration",
-            "lambda:ListAliases"}),
-        "KillSwitch": frozenset({"ssm:GetParameter"}),
-        "Notify": frozenset({"sns:Publish"}),
-        "ReadImages": frozenset({"ecr:BatchGetImage"}),
-        "StateObjects": _STATE_OBJECTS,
-        "StateList": _STATE_LIST,
-        "StateTable": _STATE_TABLE,
-    },
 }
+
+# What remediation calls outside any action, by Sid: the gate's kill switch, the journal's state store and
+# the planners' reads (the playbook lists versions and aliases; the model's describe_resource reads the
+# service or function).
+_REMEDIATE_RUNTIME: dict[str, frozenset[str]] = {
+    "KillSwitch": frozenset({"ssm:GetParameter"}),
+    "ReadEcs": frozenset({"ecs:DescribeServices"}),
+    "RollbackFunctions": frozenset({"lambda:ListVersionsByFunction", "lambda:ListAliases", "lambda:GetFunction"}),
+    "StateObjects": _STATE_OBJECTS,
+    "StateList": _STATE_LIST,
+    "StateTable": _STATE_TABLE,
+}
+
+# The statement an action's IAM action joins in the remediate role, by the first pattern it matches. Reads
+# land on "*" (ReadEcs, and ReadImages without repositories), so only reads match their patterns; an IAM
+# action no pattern matches is refused rather than granted somewhere wider than it should be.
+_ACTION_SIDS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"ecs:UpdateService"), "RollbackServices"),
+    (re.compile(r"ecs:(Describe|List)[A-Za-z]+"), "ReadEcs"),
+    (re.compile(r"lambda:[A-Za-z]+"), "RollbackFunctions"),
+    (re.compile(r"ecr:(BatchGet|Describe|Get|List)[A-Za-z]+"), "ReadImages"),
+    (re.compile(r"sns:Publish"), "Notify"),
+)
+
+
+def _action_sid(kind: str, iam_action: str) -> str:
+    """The remediate statement that grants `iam_action` (called by action `kind`)."""
+    for pattern, sid in _ACTION_SIDS:
+        if pattern.fullmatch(iam_action):
+            return sid
+    raise ValueError(f"action {kind} calls {iam_action}, which no remediate statement may grant")
+
+
+def _remediate_grants() -> dict[str, frozenset[str]]:
+    """The remediate role by Sid: what the runtime calls plus every action's `iam_actions`."""
+    from guard.actions import action_types
+
+    grants = {sid: set(actions) for sid, actions in _REMEDIATE_RUNTIME.items()}
+    for kind, cls in action_types().items():
+        for iam_action in cls.iam_actions:
+            grants.setdefault(_action_sid(kind, iam_action), set()).add(iam_action)
+    return {sid: frozenset(actions) for sid, actions in grants.items()}
+
+
+def _grants(role: str) -> dict[str, frozenset[str]]:
+    return _remediate_grants() if role == "remediate" else _GRANTS[role]
+
+
+def _kinds_needing(sid: str) -> set[str]:
+    """The action kinds granted something in statement `sid` (whose resources the allowlist must name)."""
+    from guard.actions import action_types
+
+    return {kind for kind, cls in action_types().items()
+            if any(_action_sid(kind, iam_action) == sid for iam_action in cls.iam_actions)}
 
 
 @dataclass(frozen=True)
@@ -88,7 +131,7 @@ class PolicyScope:
 
 def actions_for(roles: Iterable[str]) -> set[str]:
     """Every action `roles` can be granted, whatever the scope (both state stores included)."""
-    return {action for role in _checked_roles(roles) for actions in _GRANTS[role].values()
+    return {action for role in _checked_roles(roles) for actions in _grants(role).values()
             for action in actions}
 
 
@@ -99,7 +142,7 @@ def generate_policy(scope: PolicyScope) -> dict[str, Any]:
     _check_names(scope)
     actions: dict[str, set[str]] = {}
     for role in _checked_roles(scope.roles):
-        for sid, granted in _GRANTS[role].items():
+        for sid, granted in _grants(role).items():
             actions.setdefault(sid, set()).update(granted)
     resources = _resources(scope)
     conditions = _conditions(scope)
@@ -177,7 +220,7 @@ def _resources(scope: PolicyScope) -> dict[str, list[str]]:
 
 def _conditions(scope: PolicyScope) -> dict[str, dict[str, Any]]:
     conditions: dict[str, dict[str, Any]] = {
-        "Heartbeat": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
+        "Heartbeat": {"StringEquals": {"cloudwatch:namespace": HEARTBEAT_NAMESPACE}},
     }
     if _state_prefix(scope):
         conditions["StateList"] = {"StringLike": {"s3:prefix": [f"{_state_prefix(scope)}*"]}}
@@ -193,7 +236,8 @@ def scope_from_config(config: Any, aws: Any, roles: Iterable[str]) -> PolicyScop
     import fnmatch
 
     from guard.gateways.aws import call
-    from guard.gateways.ecs import Boto3Ecs, Boto3Lambda
+    from guard.gateways.ecs import Boto3Ecs
+    from guard.gateways.lambda_ import Boto3Lambda
 
     account = str(call(aws.client("sts"), "GetCallerIdentity")["Account"])
     ecs = Boto3Ecs(aws)
@@ -201,15 +245,15 @@ def scope_from_config(config: Any, aws: Any, roles: Iterable[str]) -> PolicyScop
     patterns = [(a.resource, set(a.actions)) for a in rc.allow]
     services: list[tuple[str, str]] = []
     functions: list[str] = []
-    if any(p.startswith("ecs:") and acts & {"ecs_rollback", "redeploy"} for p, acts in patterns):
+    service_kinds, lambda_kinds = _kinds_needing("RollbackServices"), _kinds_needing("RollbackFunctions")
+    if any(p.startswith("ecs:") and acts & service_kinds for p, acts in patterns):
         for cluster_arn in ecs.list_clusters():
             cluster = cluster_arn.rsplit("/", 1)[-1]
             for arn in ecs.list_services(cluster):
                 name = arn.rsplit("/", 1)[-1]
-                if any(fnmatch.fnmatchcase(f"ecs:{cluster}/{name}", p) and acts & {"ecs_rollback", "redeploy"}
+                if any(fnmatch.fnmatchcase(f"ecs:{cluster}/{name}", p) and acts & service_kinds
                        for p, acts in patterns):
                     services.append((cluster, name))
-    lambda_kinds = {"lambda_rollback", "lambda_image_rollback"}
     if any(p.startswith("lambda:") and acts & lambda_kinds for p, acts in patterns):
         functions = [f for f in Boto3Lambda(aws).list_image_functions()
                      if any(fnmatch.fnmatchcase(f"lambda:{f}", p) and acts & lambda_kinds

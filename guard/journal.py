@@ -46,11 +46,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from guard.records import JOURNAL_PREFIX
 from guard.state import Conflict, StateStore, check_key
 
 Clock = Callable[[], datetime]
 
-_PREFIX = "journal/"
 _HEAD = "head.json"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _CLAIM_ATTEMPTS = 3
@@ -159,7 +159,7 @@ class Journal:
         self.incident_id = incident_id
         self._store = store
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._base = check_key(f"{_PREFIX}{incident_id}") + "/"
+        self._base = check_key(f"{JOURNAL_PREFIX}{incident_id}") + "/"
         self._head: _Head | None = None
 
     @property
@@ -301,8 +301,8 @@ def action_state(entries: Iterable[Entry]) -> dict[str, ActionStatus]:
 def incidents_with_journals(store: StateStore) -> list[str]:
     """IDs of the incidents that have a journal head in `store`, sorted."""
     ids = []
-    for key in store.list(_PREFIX):
-        incident, _, rest = key.removeprefix(_PREFIX).partition("/")
+    for key in store.list(JOURNAL_PREFIX):
+        incident, _, rest = key.removeprefix(JOURNAL_PREFIX).partition("/")
         if rest == _HEAD:
             ids.append(incident)
     return sorted(ids)

@@ -14,11 +14,14 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guard.models import InputError
+
+if TYPE_CHECKING:
+    from guard.runtime import Runtime
 
 LOG = logging.getLogger("deploy_guard")
 _FAILURE_CODES = frozenset({"TaskFailedToStart", "EssentialContainerExited"})
@@ -35,11 +38,20 @@ class Shard:
     role_arn: str | None = None
 
 
+class TriggerKind(StrEnum):
+    """What started the invocation."""
+
+    SCHEDULE = "schedule"
+    TASK = "task"
+    SHARD = "shard"
+    IGNORED = "ignored"
+
+
 @dataclass(frozen=True)
 class Trigger:
     """The parsed event: what to sweep."""
 
-    kind: str
+    kind: TriggerKind
     clusters: tuple[str, ...] = ()
     services: tuple[str, ...] = ()
     shard: Shard | None = None
@@ -65,13 +77,13 @@ def parse_trigger(event: Any) -> Trigger:
     if not isinstance(event, Mapping):
         raise InputError(f"event must be a JSON object, got {type(event).__name__}")
     if "shard" in event:
-        return Trigger("shard", shard=_shard(event["shard"]))
+        return Trigger(TriggerKind.SHARD, shard=_shard(event["shard"]))
     detail_type = event.get("detail-type")
     if detail_type == "Scheduled Event" or event.get("source") == "aws.scheduler" or "shards" in event:
         shards = event.get("shards", [])
         if not isinstance(shards, list):
             raise InputError("`shards` must be a list")
-        return Trigger("schedule", fan_out=tuple(_shard(s) for s in shards))
+        return Trigger(TriggerKind.SCHEDULE, fan_out=tuple(_shard(s) for s in shards))
     if detail_type == "ECS Task State Change":
         detail = event.get("detail")
         if not isinstance(detail, Mapping):
@@ -79,50 +91,45 @@ def parse_trigger(event: Any) -> Trigger:
         group = str(detail.get("group", ""))
         cluster = str(detail.get("clusterArn", "")).rsplit("/", 1)[-1]
         if detail.get("lastStatus") != "STOPPED" or not group.startswith("service:") or not cluster:
-            return Trigger("ignored")
+            return Trigger(TriggerKind.IGNORED)
         if detail.get("stopCode") not in _FAILURE_CODES and "Error" not in str(detail.get("stoppedReason", "")):
-            return Trigger("ignored")
-        return Trigger("task", clusters=(cluster,), services=(group.split(":", 1)[1],))
+            return Trigger(TriggerKind.IGNORED)
+        return Trigger(TriggerKind.TASK, clusters=(cluster,), services=(group.split(":", 1)[1],))
     raise InputError(f"unsupported event (detail-type {detail_type!r})")
 
 
-class _Runtime:
-    """Builds gateways per invocation (fresh call counts), importing boto3 on first use, never at import."""
+def _config_root() -> Path:
+    """Where the packaged guard.toml is: the function's code (LAMBDA_TASK_ROOT), else a layer (/opt)."""
+    roots = [Path(os.environ.get("LAMBDA_TASK_ROOT", ".")), Path("/opt")]
+    return next((r for r in roots if (r / "guard.toml").is_file()), roots[0])
 
-    def config(self) -> Any:
-        from guard.config import load_config
 
-        roots = [Path(os.environ.get("LAMBDA_TASK_ROOT", ".")), Path("/opt")]
-        return load_config(cwd=next((r for r in roots if (r / "guard.toml").is_file()), roots[0]))
+class _Invocation:
+    """Builds a fresh runtime per invocation (fresh call counts), importing boto3 on first use, never at import."""
+
+    def runtime(self, shard: Shard | None = None) -> Runtime:
+        """The runtime for this account-region: a shard's role and region, state under the shard's prefix."""
+        from guard.gateways.aws import AwsSettings
+        from guard.runtime import Runtime
+
+        runtime = Runtime.load(cwd=_config_root())
+        if shard is None:
+            return runtime
+        wc = runtime.config.watch
+        return Runtime(runtime.config, state=f"{wc.state.rstrip('/')}/shards/{shard.account}/{shard.region}",
+                       target=AwsSettings(region=shard.region, role_arn=shard.role_arn,
+                                          account_roles=runtime.config.account_roles))
 
     def sweep(self, trigger: Trigger) -> dict[str, Any]:
-        from guard.gateways.aws import AwsSession, AwsSettings
-        from guard.notify import build_routes
-        from guard.state import store_from_url
-        from guard.watch import Watchdog, WatchScope
-        from guard.watcher import WatchSettings
-
-        cfg = self.config()
-        wc = cfg.watch
-        shard = trigger.shard
-        aws = AwsSession(AwsSettings(region=shard.region if shard else None,
-                                     role_arn=shard.role_arn if shard else None, account_roles=cfg.account_roles))
-        home = AwsSession(AwsSettings(), aws.stats)
-        state_url = wc.state if not shard else f"{wc.state.rstrip('/')}/shards/{shard.account}/{shard.region}"
-        try:
-            store = store_from_url(state_url, home)
-        except ValueError as exc:  # an unusable [watch] state URL: a configuration error, not a crash
-            raise InputError(str(exc)) from None
-        if trigger.kind == "task":
-            scope = WatchScope(trigger.clusters, trigger.services, ())
+        """One sweep of what the trigger names; a JSON-serialisable summary."""
+        runtime = self.runtime(trigger.shard)
+        if trigger.kind is TriggerKind.TASK:
+            scope = runtime.watch_scope(trigger.clusters, trigger.services, no_lambda=True)
         else:
-            scope = WatchScope(wc.clusters, wc.services, wc.functions, shard.region if shard else None)
-        settings = WatchSettings(timedelta(minutes=wc.lookback_minutes), timedelta(minutes=wc.stall_after_minutes),
-                                 timedelta(minutes=wc.below_desired_grace_minutes), wc.crash_threshold)
-        dog = Watchdog(aws, store, settings=settings, routes=build_routes(cfg.notify, home, aws.stats),
-                       heartbeat=cfg.notify.heartbeat and trigger.kind != "task")
-        report = dog.sweep(scope)
-        return {"trigger": trigger.kind, "exit_code": int(report.exit_code), "swept_at": report.swept_at,
+            scope = runtime.watch_scope()
+        heartbeat = runtime.config.notify.heartbeat and trigger.kind is not TriggerKind.TASK
+        report = runtime.watchdog(heartbeat=heartbeat).sweep(scope)
+        return {"trigger": trigger.kind.value, "exit_code": int(report.exit_code), "swept_at": report.swept_at,
                 "services": report.services, "functions": report.functions,
                 "open_incidents": [i.id for i in report.incidents], "opened": [i.id for i in report.triage.opened],
                 "resolved": [i.id for i in report.triage.resolved], "unverified": len(report.unverified),
@@ -133,9 +140,9 @@ class _Runtime:
         from botocore.exceptions import ClientError
 
         from guard.errors import GatewayError
-        from guard.gateways.aws import AwsSession, call
+        from guard.gateways.aws import call
 
-        client = AwsSession().client("lambda")
+        client = self.runtime().home.client("lambda")
         started, failed = [], []
         for shard in trigger.fan_out:
             payload = {"shard": {"account": shard.account, "region": shard.region, "role_arn": shard.role_arn}}
@@ -146,13 +153,13 @@ class _Runtime:
             except (ClientError, GatewayError) as exc:
                 LOG.error("could not start shard %s/%s: %s", shard.account, shard.region, exc)
                 failed.append(f"{shard.account}/{shard.region}")
-        summary: dict[str, Any] = {"trigger": "schedule", "fanned_out": started}
+        summary: dict[str, Any] = {"trigger": TriggerKind.SCHEDULE.value, "fanned_out": started}
         if failed:
             summary.update(failed=failed, exit_code=3)
         return summary
 
 
-_RUNTIME = _Runtime()
+_INVOCATION = _Invocation()
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
@@ -165,11 +172,11 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     quiet_wire_loggers()
     try:
         trigger = parse_trigger(event)
-        if trigger.kind == "ignored":
-            return {"trigger": "ignored"}
+        if trigger.kind is TriggerKind.IGNORED:
+            return {"trigger": trigger.kind.value}
         if trigger.fan_out:
-            return _RUNTIME.fan_out(trigger, str(getattr(context, "function_name", "")))
-        summary = _RUNTIME.sweep(trigger)
+            return _INVOCATION.fan_out(trigger, str(getattr(context, "function_name", "")))
+        summary = _INVOCATION.sweep(trigger)
     except InputError as exc:
         LOG.error("rejected event: %s", exc)
         return {"error": "input", "message": str(exc), "exit_code": 2}

@@ -6,44 +6,46 @@ import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from guard.actions import Action, ActionContext, make_action
-from guard.agent.playbook import PlanContext
+from guard.actions import Action, make_action
+from guard.config import RemediateConfig
 from guard.exitcodes import ExitCode
 from guard.journal import EntryKind, Journal
 from guard.models import InputError
-from guard.policy import PolicyGate
+from guard.records import known_good_function, known_good_service
+from guard.runtime import Runtime
 from guard.state import StateStore
-from guard.watch import known_good_function, known_good_service
 
 
-def _target(plan_ctx: PlanContext, service: str | None, function: str | None, target: str | None,
-            alias: str | None) -> Action:
+def _target(store: StateStore, config: RemediateConfig, service: str | None, function: str | None,
+            target: str | None, alias: str | None) -> Action:
     if service:
         if service.count("/") != 1 or not all(service.split("/")):
             raise InputError(f"--service {service!r}: expected CLUSTER/SERVICE")
         cluster, name = service.split("/")
         if target is None:
-            record = known_good_service(plan_ctx.store, cluster, name)
+            record = known_good_service(store, cluster, name)
             if record is None:
                 raise InputError(f"no known-good revision recorded for {service}: pass --to TASK_DEFINITION_ARN")
-            target = str(record["task_definition"])
+            target = record.task_definition
         return make_action("ecs_rollback", cluster=cluster, service=name, task_definition=target)
     assert function is not None
     sha = ""
     if target is None:
-        record = known_good_function(plan_ctx.store, function)
-        if record is None or not str(record.get("version", "")).isdigit():
+        fn_record = known_good_function(store, function)
+        if fn_record is None or not fn_record.version.isdigit():
             raise InputError(f"no known-good version recorded for {function}: pass --to VERSION")
-        target, sha = str(record["version"]), str(record.get("code_sha256", ""))
-    return make_action("lambda_rollback", function=function, alias=alias or plan_ctx.config.lambda_alias,
+        target, sha = fn_record.version, fn_record.code_sha256
+    return make_action("lambda_rollback", function=function, alias=alias or config.lambda_alias,
                        version=target, code_sha256=sha)
 
 
-def manual_rollback(store: StateStore, gate: PolicyGate, ctx: ActionContext, plan_ctx: PlanContext, *,
-                    service: str | None, function: str | None, target: str | None, alias: str | None,
-                    confirm: Callable[[str], bool] | None, echo: Callable[[str], None]) -> ExitCode:
+def manual_rollback(runtime: Runtime, *, service: str | None, function: str | None, target: str | None,
+                    alias: str | None, confirm: Callable[[str], bool] | None,
+                    echo: Callable[[str], None]) -> ExitCode:
     """Show the plan, ask, check the kill switch, act, wait with progress, verify; journal every step."""
-    action = _target(plan_ctx, service, function, target, alias)
+    store = runtime.store
+    action = _target(store, runtime.config.remediate, service, function, target, alias)
+    ctx = runtime.action_context()
     pre = action.precondition(ctx)
     echo(f"plan: {action.describe()}")
     echo(f"  precondition: {'ok' if pre.ok else 'FAILED'}: {pre.reason}")
@@ -59,7 +61,7 @@ def manual_rollback(store: StateStore, gate: PolicyGate, ctx: ActionContext, pla
     journal = Journal(store, "MAN-" + hashlib.sha256(f"{action.action_id}{stamp.isoformat()}".encode())
                       .hexdigest()[:12])
     actor = "person via guard rollback"
-    engaged = gate.kill_switch()
+    engaged = runtime.policy_gate().kill_switch()
     if engaged:
         journal.append(EntryKind.KILL_SWITCH, {"action_id": action.action_id, "where": engaged}, actor)
         echo(f"kill switch engaged ({engaged}): nothing changed")

@@ -13,98 +13,32 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from guard.actions import Action
+from guard.config import Mode, RemediateConfig
 from guard.errors import GatewayError
 from guard.gateways.aws import AwsSession, call, error_code
-from guard.models import InputError
 from guard.state import StateStore, update_json
 
 KILL_SWITCH_ENV = "DEPLOY_GUARD_KILL_SWITCH"
 RATE_KEY = "remediate/rate.json"
 _ON = frozenset({"1", "true", "on", "yes", "engaged", "stop"})
-DEFAULT_MODEL = "claude-sonnet-4-6"
-# Upper bound of every integer setting: larger values overflow timedelta/sleep far from the config.
-MAX_SETTING = 10**9
 
 
-class Mode(StrEnum):
-    """observe: detect and notify; propose: plan and post, act on approval; act: act within policy."""
+class DecisionRule(StrEnum):
+    """The rule that decided; the values are what journals and JSON reports contain."""
 
-    OBSERVE = "observe"
-    PROPOSE = "propose"
-    ACT = "act"
-
-
-@dataclass(frozen=True)
-class Allow:
-    """Resources (fnmatch patterns such as `ecs:prod/*`) and the action kinds allowed on them."""
-
-    resource: str
-    actions: tuple[str, ...]
+    ALWAYS_ALLOWED = "escalate"
+    KILL_SWITCH = "kill_switch"
+    DRY_RUN = "dry_run"
+    MODE = "mode"
+    ALLOWLIST = "allowlist"
+    INCIDENT_CAP = "incident_cap"
+    RATE_LIMIT = "rate_limit"
+    ALLOWED = "allowed"
 
 
-@dataclass(frozen=True)
-class RemediateConfig:
-    """The `[remediate]` table; defaults are the safe ones (observe, nothing allowed)."""
-
-    mode: Mode = Mode.OBSERVE
-    allow: tuple[Allow, ...] = ()
-    max_actions_per_incident: int = 3
-    max_actions_per_hour: int = 10
-    kill_switch_parameter: str | None = None
-    kill_switch_object: str | None = None
-    token_budget: int = 20000
-    max_turns: int = 8
-    model: str = DEFAULT_MODEL
-    build_repository: str | None = None
-    build_workflow: str | None = None
-    lambda_alias: str = "live"
-    lock_ttl_seconds: int = 900
-    wait_timeout_seconds: int = 900
-    poll_seconds: int = 15
-
-
-def parse_remediate_config(table: Mapping[str, Any], source: str) -> RemediateConfig:
-    """Validate `[remediate]`; unknown keys, modes and action kinds are refused."""
-    from guard.actions import action_types
-
-    ints = ("max_actions_per_incident", "max_actions_per_hour", "token_budget", "max_turns", "lock_ttl_seconds",
-            "wait_timeout_seconds", "poll_seconds")
-    strs = ("kill_switch_parameter", "kill_switch_object", "model", "build_repository", "build_workflow",
-            "lambda_alias")
-    unknown = sorted(set(table) - {"mode", "allow", *ints, *strs})
-    if unknown:
-        raise InputError(f"{source}: unknown remediate setting(s) {', '.join(unknown)}")
-    try:
-        mode = Mode(table.get("mode", "observe"))
-    except ValueError:
-        raise InputError(f"{source}: remediate.mode must be observe, propose or act") from None
-    for name in ints:
-        v = table.get(name, 1)
-        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SETTING:
-            raise InputError(f"{source}: remediate.{name} must be a positive integer (at most {MAX_SETTING})")
-    for name in strs:
-        if name in table and (not isinstance(table[name], str) or not table[name]):
-            raise InputError(f"{source}: remediate.{name} must be a non-empty string")
-    obj = table.get("kill_switch_object")
-    bucket, _, key = str(obj).removeprefix("s3://").partition("/")
-    if obj is not None and not (str(obj).startswith("s3://") and bucket and key):
-        raise InputError(f"{source}: remediate.kill_switch_object must be s3://bucket/key")
-    allow = table.get("allow", [])
-    if not isinstance(allow, list):
-        raise InputError(f"{source}: remediate.allow must be a list of tables")
-    kinds = set(action_types())
-    rules = []
-    for entry in allow:
-        if not isinstance(entry, dict) or set(entry) != {"resource", "actions"} or \
-                not isinstance(entry["resource"], str) or not isinstance(entry["actions"], list):
-            raise InputError(f"{source}: each [[remediate.allow]] needs `resource` and `actions` only")
-        bad = sorted(set(map(str, entry["actions"])) - kinds)
-        if bad:
-            raise InputError(f"{source}: unknown action kind(s) {bad}; known: {sorted(kinds)}")
-        rules.append(Allow(entry["resource"], tuple(map(str, entry["actions"]))))
-    values: dict[str, Any] = {n: int(table[n]) for n in ints if n in table}
-    values.update({n: str(table[n]) for n in strs if n in table})
-    return RemediateConfig(mode=mode, allow=tuple(rules), **values)
+# After a refusal by one of these, automation must stop and escalate.
+STOP_RULES = frozenset({DecisionRule.KILL_SWITCH, DecisionRule.ALLOWLIST, DecisionRule.INCIDENT_CAP,
+                        DecisionRule.RATE_LIMIT})
 
 
 @dataclass(frozen=True)
@@ -112,12 +46,12 @@ class Decision:
     """The gate's answer for one action; a refusal is journaled and reported, never silent."""
 
     allowed: bool
-    rule: str
+    rule: DecisionRule
     reason: str
 
     def to_json(self) -> dict[str, object]:
         """JSON shape for the journal and reports."""
-        return {"allowed": self.allowed, "rule": self.rule, "reason": self.reason}
+        return {"allowed": self.allowed, "rule": self.rule.value, "reason": self.reason}
 
 
 @dataclass
@@ -157,27 +91,30 @@ class PolicyGate:
         return None
 
     def decide(self, action: Action, *, mode: Mode, actions_taken: int, dry_run: bool) -> Decision:
-        """Allowed only if every rule passes; escalation to humans is never blocked."""
-        if action.kind == "escalate":
-            return Decision(True, "escalate", "telling people is always allowed")
+        """Allowed only if every rule passes; an `always_allowed` action (escalation to humans) is never blocked."""
+        if action.always_allowed:
+            return Decision(True, DecisionRule.ALWAYS_ALLOWED, "telling people is always allowed")
         engaged = self.kill_switch()
         if engaged:
-            return Decision(False, "kill_switch", f"kill switch engaged ({engaged})")
+            return Decision(False, DecisionRule.KILL_SWITCH, f"kill switch engaged ({engaged})")
         if dry_run:
-            return Decision(False, "dry_run", f"dry run: would {action.describe()}")
+            return Decision(False, DecisionRule.DRY_RUN, f"dry run: would {action.describe()}")
         if mode is Mode.OBSERVE:
-            return Decision(False, "mode", "observe mode: actions are reported, never taken")
+            return Decision(False, DecisionRule.MODE, "observe mode: actions are reported, never taken")
         if mode is Mode.PROPOSE:
-            return Decision(False, "mode", "propose mode: posted for approval (run again with --mode act)")
+            return Decision(False, DecisionRule.MODE,
+                            "propose mode: posted for approval (run again with --mode act)")
         if not any(fnmatch.fnmatchcase(action.resource, a.resource) and action.kind in a.actions
                    for a in self.config.allow):
-            return Decision(False, "allowlist", f"{action.kind} on {action.resource} is not in [[remediate.allow]]")
+            return Decision(False, DecisionRule.ALLOWLIST,
+                            f"{action.kind} on {action.resource} is not in [[remediate.allow]]")
         if actions_taken >= self.config.max_actions_per_incident:
-            return Decision(False, "incident_cap", f"{actions_taken} action(s) already taken on this incident "
-                                                   f"(cap {self.config.max_actions_per_incident})")
+            return Decision(False, DecisionRule.INCIDENT_CAP, f"{actions_taken} action(s) already taken on this "
+                            f"incident (cap {self.config.max_actions_per_incident})")
         if self._recent_actions() >= self.config.max_actions_per_hour:
-            return Decision(False, "rate_limit", f"{self.config.max_actions_per_hour} action(s) in the last hour")
-        return Decision(True, "allowed", f"{action.kind} on {action.resource} is allowed in act mode")
+            return Decision(False, DecisionRule.RATE_LIMIT,
+                            f"{self.config.max_actions_per_hour} action(s) in the last hour")
+        return Decision(True, DecisionRule.ALLOWED, f"{action.kind} on {action.resource} is allowed in act mode")
 
     def _recent_actions(self) -> int:
         from guard.state import read_json

@@ -9,63 +9,22 @@ explicit placeholder line, never guessed.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from guard.journal import ActionStatus, Entry, EntryKind, action_state
-from guard.models import Incident
+from guard.journal import ActionStatus, Entry, EntryKind, Journal, action_state
+from guard.models import Incident, InputError
+from guard.redact import redact, scrub
+from guard.state import StateStore
 from guard.triage import incident_from_json
 
 TODO = "_To be completed by the responders._"
-REDACTED = "[redacted]"
 NO_MODEL = "No model was consulted; the deterministic playbook planned every action."
 
-_SENSITIVE_WORDS = frozenset({"token", "secret", "password", "passwd", "passphrase", "key", "apikey",
-                              "authorization", "auth", "credential", "credentials", "cookie", "signature",
-                              "privatekey"})
-# Domain fields whose names contain a sensitive word but whose values are identifiers, never credentials.
-_SAFE_NAMES = frozenset({"cause_key"})
-# A name with one of these words names a quantity (token_budget, max_tokens), not a credential.
-_MEASURE_WORDS = frozenset({"budget", "count", "limit", "max", "min", "used", "usage", "length", "size", "ttl"})
-_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-_CREDENTIAL = re.compile("|".join([
-    r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9_]{6,}",
-    r"github_pat_[A-Za-z0-9_]{10,}",
-    r"sk-ant-[A-Za-z0-9_-]{4,}",
-    r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{20,}",
-    r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])",
-    r"xox[abprs]-[A-Za-z0-9-]{10,}",
-    r"(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}",
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
-    r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",
-]))
 _ACTION_KINDS = frozenset({EntryKind.PROPOSAL, EntryKind.DECISION, EntryKind.ACTION_STARTED,
                            EntryKind.ACTION_SUCCEEDED, EntryKind.ACTION_FAILED, EntryKind.VERIFIED})
-
-
-def scrub(text: str) -> str:
-    """`text` with every credential-looking substring replaced by "[redacted]"."""
-    return _CREDENTIAL.sub(REDACTED, text)
-
-
-def _sensitive(name: str) -> bool:
-    """True for keys named like a credential (token, secret, password, key, authorization, ...)."""
-    words = {word.lower() for word in _WORDS.findall(name)}
-    return name.lower() not in _SAFE_NAMES and not words & _MEASURE_WORDS and bool(words & _SENSITIVE_WORDS)
-
-
-def redact(value: Any) -> Any:
-    """`value` with credential-named keys' values and credential-looking strings replaced, recursively."""
-    if isinstance(value, Mapping):
-        return {scrub(str(k)): REDACTED if _sensitive(str(k)) else redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return scrub(value)
-    return value
 
 
 # Text helpers
@@ -447,3 +406,11 @@ def render_postmortem(incident: Incident | None, entries: Sequence[Entry], *, ge
                 _models_section(clean), _analysis(incident, clean, signals, actions, refusals),
                 _questions(incident, clean, actions)]
     return scrub("\n\n".join(sections) + "\n")
+
+
+def postmortem_from_journal(store: StateStore, incident_id: str) -> str:
+    """Render an incident's postmortem now, from its journal; no journal is an input error."""
+    entries = Journal(store, incident_id).entries()
+    if not entries:
+        raise InputError(f"no journal for {incident_id}")
+    return render_postmortem(None, entries, generated_at=datetime.now(UTC).isoformat())

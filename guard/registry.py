@@ -2,49 +2,32 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import re
 from functools import cache
 from typing import Any
 
 from guard.check import Check
+from guard.discovery import DiscoveryError, discover
 from guard.watcher import Watcher
 
 _ID = re.compile(r"^[A-Z]{3}\d{3}$")
 
 
-class RegistryError(Exception):
+class RegistryError(DiscoveryError):
     """Two rules share an ID, or an ID is malformed."""
 
 
-def _subclasses(cls: type) -> list[type]:
-    out: list[type] = []
-    sub: type
-    for sub in cls.__subclasses__():
-        out.append(sub)
-        out.extend(_subclasses(sub))
-    return out
+def _rule_id(cls: type[Any]) -> str:
+    rule_id = getattr(cls, "id", "")
+    if not _ID.match(rule_id):
+        raise RegistryError(f"{cls.__module__}.{cls.__name__}: malformed ID {rule_id!r}")
+    return rule_id
 
 
 @cache
 def all_rules(package: str = "checks") -> dict[str, type[Any]]:
     """Import every module under `package`; return every concrete check and watcher by ID, sorted."""
-    root = importlib.import_module(package)
-    for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
-        importlib.import_module(info.name)
-    found: dict[str, type[Any]] = {}
-    for cls in _subclasses(Check) + _subclasses(Watcher):
-        if not cls.__module__.startswith(f"{package}.") or getattr(cls, "__abstractmethods__", None):
-            continue
-        rule_id = getattr(cls, "id", "")
-        if not _ID.match(rule_id):
-            raise RegistryError(f"{cls.__module__}.{cls.__name__}: malformed ID {rule_id!r}")
-        if rule_id in found:
-            other = found[rule_id]
-            raise RegistryError(f"duplicate ID {rule_id}: {other.__module__} and {cls.__module__}")
-        found[rule_id] = cls
-    return dict(sorted(found.items()))
+    return discover(package, (Check, Watcher), _rule_id, what="ID", error=RegistryError)
 
 
 def all_checks(package: str = "checks") -> dict[str, type[Check]]:

@@ -12,21 +12,40 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from guard.actions import Action, ActionContext, action_from_json
+from guard.actions import Action, ActionContext, action_from_json, action_types
 from guard.agent.playbook import PlanContext, Strategy, escalation
+from guard.config import Mode
 from guard.exitcodes import ExitCode
 from guard.journal import ActionStatus, Entry, EntryKind, Journal, JournalConflict, action_state
-from guard.models import Incident, InputError
-from guard.policy import Mode, PolicyGate
+from guard.models import Incident
+from guard.policy import STOP_RULES, PolicyGate
 from guard.postmortem import render_postmortem
-from guard.state import StateStore, read_json
-from guard.triage import incident_from_json
-from guard.watch import INCIDENTS_KEY
+from guard.records import load_incident, postmortem_key
+from guard.state import StateStore
 
 Planner = Callable[[Incident, PlanContext, Journal, str], list[Strategy]]
-_STOP_RULES = frozenset({"kill_switch", "allowlist", "incident_cap", "rate_limit"})
+
+
+class RemediationStatus(StrEnum):
+    """How one remediation run ended."""
+
+    REPAIRED = "repaired"
+    ESCALATED = "escalated"
+    REFUSED = "refused"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    CLAIMED_ELSEWHERE = "claimed_elsewhere"
+
+
+class _Step(StrEnum):
+    """What one action's attempt leaves the strategy loop to do."""
+
+    VERIFIED = "verified"
+    FAILED = "failed"
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True)
@@ -48,7 +67,7 @@ class RemediationReport:
 
     incident_id: str
     mode: Mode
-    status: str
+    status: RemediationStatus
     strategies: tuple[dict[str, Any], ...] = ()
     results: tuple[ActionResult, ...] = ()
     postmortem_key: str = ""
@@ -57,11 +76,12 @@ class RemediationReport:
     @property
     def exit_code(self) -> ExitCode:
         """0 repaired (or nothing to do), 1 not repaired (refused, escalated, failed)."""
-        return ExitCode.CLEAN if self.status in ("repaired", "claimed_elsewhere") else ExitCode.FINDINGS
+        done = (RemediationStatus.REPAIRED, RemediationStatus.CLAIMED_ELSEWHERE)
+        return ExitCode.CLEAN if self.status in done else ExitCode.FINDINGS
 
     def to_json(self) -> dict[str, Any]:
         """JSON for `guard remediate --format json`."""
-        return {"incident_id": self.incident_id, "mode": self.mode.value, "status": self.status,
+        return {"incident_id": self.incident_id, "mode": self.mode.value, "status": self.status.value,
                 "strategies": list(self.strategies), "results": [r.to_json() for r in self.results],
                 "postmortem": self.postmortem_key, "notes": list(self.notes)}
 
@@ -69,21 +89,6 @@ class RemediationReport:
 def default_actor() -> str:
     """host:pid, so two runs never share an identity."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def load_incident(store: StateStore, incident_id: str) -> Incident:
-    """An open incident from the watchdog's state; an unknown ID is an input error."""
-    doc, _ = read_json(store, INCIDENTS_KEY)
-    for raw in (doc or {}).get("incidents", []):
-        if raw.get("id") == incident_id:
-            return incident_from_json(raw)
-    raise InputError(f"no open incident {incident_id} in the watchdog state (run `guard watch --once` first)")
-
-
-def open_incident_ids(store: StateStore) -> list[str]:
-    """IDs of every open incident, most severe first."""
-    doc, _ = read_json(store, INCIDENTS_KEY)
-    return [str(i["id"]) for i in (doc or {}).get("incidents", [])]
 
 
 @dataclass
@@ -104,7 +109,7 @@ class Remediator:
         journal = Journal(self.store, incident_id, clock=self.clock)
         ttl = self.gate.config.lock_ttl_seconds
         if not journal.claim(self.actor, ttl, self.clock()):
-            return RemediationReport(incident_id, mode, "claimed_elsewhere",
+            return RemediationReport(incident_id, mode, RemediationStatus.CLAIMED_ELSEWHERE,
                                      notes=("another actor holds this incident: nothing done",))
         try:
             return self._run(incident, journal, mode, dry_run)
@@ -124,15 +129,15 @@ class Remediator:
             self._append(journal, EntryKind.INCIDENT, incident.to_json())
         strategies, since = self._strategies(incident, journal, entries)
         states = action_state(journal.entries()[since:])
-        taken = sum(1 for e in entries if e.kind is EntryKind.ACTION_STARTED and e.data.get("kind") != "escalate")
+        taken = sum(1 for e in entries if e.kind is EntryKind.ACTION_STARTED and _counts(e.data.get("kind")))
         results: list[ActionResult] = []
-        status = "failed"
+        status = RemediationStatus.FAILED
         for strategy in strategies:
             outcome, taken = self._strategy(incident, journal, strategy, states, taken, mode, dry_run, results)
-            if outcome in ("repaired", "escalated", "refused", "stopped"):
+            if outcome is not None:
                 status = outcome
                 break
-        self._append(journal, EntryKind.NOTE, {"outcome": status, "mode": mode.value, "dry_run": dry_run})
+        self._append(journal, EntryKind.NOTE, {"outcome": status.value, "mode": mode.value, "dry_run": dry_run})
         key = self._postmortem(incident, journal)
         return RemediationReport(incident.id, mode, status, tuple(s.to_json() for s in strategies), tuple(results),
                                  key)
@@ -154,8 +159,8 @@ class Remediator:
 
     def _strategy(self, incident: Incident, journal: Journal, strategy: Strategy,
                   states: dict[str, ActionStatus], taken: int, mode: Mode, dry_run: bool,
-                  results: list[ActionResult]) -> tuple[str, int]:
-        """Run one strategy's actions in order; return (outcome, actions taken so far)."""
+                  results: list[ActionResult]) -> tuple[RemediationStatus | None, int]:
+        """Run one strategy's actions in order; return (outcome, or None to try the next; actions taken so far)."""
         for action in strategy.actions:
             aid = action.action_id
             if states.get(aid) is ActionStatus.SUCCEEDED:
@@ -166,29 +171,29 @@ class Remediator:
                                                        **decision.to_json()})
             if not decision.allowed:
                 results.append(ActionResult(action.to_json(), "refused", f"{decision.rule}: {decision.reason}"))
-                if decision.rule in _STOP_RULES:
+                if decision.rule in STOP_RULES:
                     return self._escalate(incident, journal, decision.reason, results), taken
-                return "refused", taken
+                return RemediationStatus.REFUSED, taken
             outcome = self._act(journal, action, states.get(aid), results)
-            if action.kind != "escalate":
+            if action.counts_toward_cap:
                 taken += 1
-            if outcome == "stopped":
-                return "stopped", taken
-            if outcome != "verified":
-                return "next", taken
-            if action.kind == "escalate":
-                return "escalated", taken
-        return "repaired", taken
+            if outcome is _Step.STOPPED:
+                return RemediationStatus.STOPPED, taken
+            if outcome is not _Step.VERIFIED:
+                return None, taken
+            if action.always_allowed:
+                return RemediationStatus.ESCALATED, taken
+        return RemediationStatus.REPAIRED, taken
 
     def _act(self, journal: Journal, action: Action, previous: ActionStatus | None,
-             results: list[ActionResult]) -> str:
+             results: list[ActionResult]) -> _Step:
         """Kill switch, precondition, start, execute, postcondition: each step journaled."""
         aid, data = action.action_id, action.to_json()
-        engaged = self.gate.kill_switch() if action.kind != "escalate" else None
+        engaged = None if action.always_allowed else self.gate.kill_switch()
         if engaged:
             self._append(journal, EntryKind.KILL_SWITCH, {"action_id": aid, "where": engaged})
             results.append(ActionResult(data, "stopped", f"kill switch engaged ({engaged})"))
-            return "stopped"
+            return _Step.STOPPED
         try:
             pre = action.precondition(self.ctx)
         except Exception as exc:
@@ -199,11 +204,11 @@ class Remediator:
             self._append(journal, EntryKind.ACTION_SUCCEEDED, {"action_id": aid, "kind": action.kind,
                                                                "reason": pre.reason, "resumed": True})
             results.append(ActionResult(data, "verified", pre.reason))
-            return "verified"
+            return _Step.VERIFIED
         if previous is not ActionStatus.STARTED:
             self._append(journal, EntryKind.ACTION_STARTED, {"action_id": aid, "kind": action.kind,
                                                              "action": data, "precondition": pre.reason})
-            if action.kind != "escalate":
+            if action.counts_toward_cap:
                 self.gate.record_action()
         self.ctx.progress(f"{action.describe()}")
         try:
@@ -218,26 +223,33 @@ class Remediator:
         self._append(journal, EntryKind.ACTION_SUCCEEDED, {"action_id": aid, "kind": action.kind,
                                                            "reason": post.reason})
         results.append(ActionResult(data, "verified", post.reason))
-        return "verified"
+        return _Step.VERIFIED
 
-    def _failed(self, journal: Journal, action: Action, reason: str, results: list[ActionResult]) -> str:
+    def _failed(self, journal: Journal, action: Action, reason: str, results: list[ActionResult]) -> _Step:
         self._append(journal, EntryKind.ACTION_FAILED, {"action_id": action.action_id, "kind": action.kind,
                                                         "reason": reason})
         results.append(ActionResult(action.to_json(), "failed", reason))
-        return "failed"
+        return _Step.FAILED
 
-    def _escalate(self, incident: Incident, journal: Journal, reason: str, results: list[ActionResult]) -> str:
+    def _escalate(self, incident: Incident, journal: Journal, reason: str,
+                  results: list[ActionResult]) -> RemediationStatus:
         """A refusal that ends automation hands the incident to a human (the escalation itself is journaled)."""
         [action] = escalation(incident, reason).actions
         self._append(journal, EntryKind.ESCALATED, {"reason": reason})
         self._act(journal, action, None, results)
-        return "escalated"
+        return RemediationStatus.ESCALATED
 
     def _postmortem(self, incident: Incident, journal: Journal) -> str:
-        key = f"journal/{incident.id}/postmortem.md"
+        key = postmortem_key(incident.id)
         text = render_postmortem(incident, journal.entries(), generated_at=self.clock().isoformat())
         self.store.put(key, text.encode())
         return key
+
+
+def _counts(kind: Any) -> bool:
+    """Whether a journaled action kind counts toward the per-incident cap (unknown kinds count)."""
+    cls = action_types().get(str(kind))
+    return cls is None or cls.counts_toward_cap
 
 
 def _jsonable(value: Any) -> Any:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,26 +15,27 @@ from guard.errors import GatewayError
 from guard.exitcodes import ExitCode, exit_code
 from guard.gateways.aws import AwsSession
 from guard.gateways.ecr import Boto3Ecr, ImageInfo, ImageStatus
-from guard.gateways.ecs import Boto3Ecs, Boto3Lambda
+from guard.gateways.ecs import Boto3Ecs
+from guard.gateways.lambda_ import Boto3Lambda
 from guard.gateways.refs import Boto3Refs
+from guard.metrics import send_heartbeat
 from guard.models import Finding, ImageRef, Incident, InputError, Signal, Unverified
-from guard.notify import (
-    Notification,
-    NotificationKind,
-    NotifyError,
-    Route,
-    RouteResult,
-    dispatch,
-    send_heartbeat,
+from guard.notify.messages import Notification, NotificationKind
+from guard.notify.routes import NotifyError, Route, RouteResult, dispatch
+from guard.records import (
+    FunctionRecord,
+    ServiceRecord,
+    remember_known_good,
+    set_undelivered,
+    undelivered,
+    update_incidents,
+    write_heartbeat,
 )
 from guard.registry import all_watchers
-from guard.state import StateStore, read_json, update_json
-from guard.triage import TriageResult, coalesce, incident_from_json, reconcile
+from guard.state import StateStore
+from guard.triage import TriageResult, coalesce, reconcile
 from guard.watcher import FunctionView, ServiceView, Snapshot, WatchSettings
 
-INCIDENTS_KEY = "incidents/open.json"
-HEARTBEAT_KEY = "heartbeat.json"
-PENDING_KEY = "notify/undelivered.json"
 Clock = Callable[[], datetime]
 
 
@@ -217,18 +217,18 @@ class Watchdog:
         current = coalesce(signals, snap.now)
         result: list[TriageResult] = []
 
-        def apply(doc: Any) -> Any:
-            previous = {i["id"]: incident_from_json(i) for i in (doc or {}).get("incidents", [])}
+        def apply(previous: dict[str, Incident]) -> list[Incident]:
             res = reconcile(previous, current, snap.now, in_scope=scope.covers, allow_resolve=not unverified)
             result[:] = [res]
-            return {"version": 1, "updated_at": snap.now.isoformat(),
-                    "incidents": [i.to_json() for i in sorted(res.state.values(), key=lambda i: i.id)]}
+            return list(res.state.values())
 
-        update_json(self.store, INCIDENTS_KEY, apply)
+        update_incidents(self.store, snap.now.isoformat(), apply)
         triage = result[0]
         known_good = self._record_known_good(snap, signals)
         sent = self._notify(triage)
-        self.store.put(HEARTBEAT_KEY, _heartbeat(snap, triage))
+        write_heartbeat(self.store, {"swept_at": snap.now.isoformat(), "services": len(snap.services),
+                                     "functions": len(snap.functions), "open_incidents": len(triage.state),
+                                     "errors": len(snap.errors)})
         if self.heartbeat:
             try:
                 send_heartbeat(self.aws, self.aws.stats, {"open_incidents": len(triage.state),
@@ -256,30 +256,30 @@ class Watchdog:
                      for i in triage.updated]
         messages += [Notification.from_incident(i, NotificationKind.INCIDENT_RESOLVED) for i in triage.resolved]
         fresh = {m.incident_id for m in messages}
-        pending, _ = read_json(self.store, PENDING_KEY)
+        pending = undelivered(self.store)
         jobs = [(r, m) for r in self.routes for m in messages]
         by_name = {r.name: r for r in self.routes}
-        for item in (pending or {}).get("undelivered", []):
+        for item in pending:
             note = Notification.from_json(item["notification"])
             route = by_name.get(str(item["route"]))
             if route is not None and note.incident_id not in fresh and (
                     note.incident_id in triage.state or note.kind is NotificationKind.INCIDENT_RESOLVED):
                 jobs.append((route, note))
         results: list[RouteResult] = []
-        undelivered = []
+        failed: list[dict[str, Any]] = []
         for route, note in jobs:
             [result] = dispatch([route], note)
             results.append(result)
             if not result.ok:
-                undelivered.append({"route": route.name, "notification": note.to_json()})
-        if undelivered or (pending or {}).get("undelivered"):
-            self.store.put(PENDING_KEY, json.dumps({"undelivered": undelivered}).encode())
+                failed.append({"route": route.name, "notification": note.to_json()})
+        if failed or pending:
+            set_undelivered(self.store, failed)
         return results
 
     def _record_known_good(self, snap: Snapshot, signals: Sequence[Signal]) -> tuple[str, ...]:
-        """Remember the task definition of every steady, signal-free service whose images all exist."""
+        """Remember every steady, signal-free service whose images all exist, and every healthy function."""
         troubled = {s.resource for s in signals}
-        by_cluster: dict[str, dict[str, dict[str, Any]]] = {}
+        services: dict[tuple[str, str], ServiceRecord] = {}
         for svc in snap.services:
             primary = svc.primary
             if not svc.steady or svc.resource in troubled or primary is None:
@@ -296,9 +296,9 @@ class Watchdog:
                 elif answer is not None:
                     ok = False
             if ok:
-                by_cluster.setdefault(svc.cluster, {})[svc.name] = {
-                    "task_definition": td_arn, "images": digests, "deployment": str(primary.get("id", "")),
-                    "observed_at": snap.now.isoformat()}
+                services[(svc.cluster, svc.name)] = ServiceRecord(td_arn, digests, str(primary.get("id", "")),
+                                                                  snap.now.isoformat())
+        functions: dict[str, FunctionRecord] = {}
         for fn in snap.functions:
             cfg = fn.config
             if fn.resource in troubled or cfg.get("State") != "Active" or cfg.get("LastUpdateStatus") == "Failed":
@@ -306,52 +306,16 @@ class Watchdog:
             image = snap.images.get(fn.image_uri)
             if not (isinstance(image, ImageInfo) and image.status is ImageStatus.PRESENT and image.digest):
                 continue
-            by_cluster.setdefault("_lambda", {})[fn.name] = {
-                "image_uri": fn.image_uri, "image_digest": image.digest,
-                "code_sha256": str(cfg.get("CodeSha256", "")), "version": str(cfg.get("Version", "")),
-                "observed_at": snap.now.isoformat()}
-        changed: list[str] = []
-        for group, records in sorted(by_cluster.items()):
-            key = "known-good/lambda.json" if group == "_lambda" else f"known-good/ecs/{group}.json"
-            current, _ = read_json(self.store, key)
-            stale = {n: r for n, r in records.items()
-                     if _identity(r) != _identity(((current or {}).get("services") or {}).get(n))}
-            if not stale:
-                continue
-
-            def merge(doc: Any, stale: dict[str, dict[str, Any]] = stale) -> Any:
-                services = dict((doc or {}).get("services") or {})
-                services.update(stale)
-                return {"version": 1, "services": services}
-
-            update_json(self.store, key, merge)
-            prefix = "lambda:" if group == "_lambda" else f"ecs:{group}/"
-            changed += [prefix + n for n in sorted(stale)]
-        return tuple(changed)
+            functions[fn.name] = FunctionRecord(fn.image_uri, image.digest, str(cfg.get("CodeSha256", "")),
+                                                str(cfg.get("Version", "")), snap.now.isoformat())
+        return remember_known_good(self.store, services, functions)
 
 
-def _identity(record: Any) -> Any:
-    if not record:
-        return None
-    return {k: v for k, v in record.items() if k != "observed_at"}
-
-
-def _heartbeat(snap: Snapshot, triage: TriageResult) -> bytes:
-    return json.dumps({"swept_at": snap.now.isoformat(), "services": len(snap.services),
-                       "functions": len(snap.functions), "open_incidents": len(triage.state),
-                       "errors": len(snap.errors)}).encode()
-
-
-def known_good_service(store: StateStore, cluster: str, service: str) -> dict[str, Any] | None:
-    """The last known-good record of an ECS service (task definition, image digests), if any."""
-    doc, _ = read_json(store, f"known-good/ecs/{cluster}.json")
-    record = ((doc or {}).get("services") or {}).get(service)
-    return dict(record) if record else None
-
-
-def known_good_function(store: StateStore, function: str) -> dict[str, Any] | None:
-    """The last known-good record of a Lambda function (image, CodeSha256, version), if any."""
-    doc, _ = read_json(store, "known-good/lambda.json")
-    record = ((doc or {}).get("services") or {}).get(function)
-    return dict(record) if record else None
-
+def watch_loop(dog: Watchdog, scope: WatchScope, interval_s: float, *, once: bool = False, debug: bool = False,
+               sleep: Callable[[float], None] | None = None) -> Iterator[WatchReport]:
+    """Sweep, yield the report, sleep `interval_s` (time.sleep unless given), repeat; one sweep when `once`."""
+    while True:
+        yield dog.sweep(scope, debug=debug)
+        if once:
+            return
+        (sleep or time.sleep)(interval_s)

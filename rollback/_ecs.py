@@ -9,6 +9,9 @@ from guard.gateways.ecr import Boto3Ecr, ImageInfo, ImageStatus
 from guard.gateways.ecs import Boto3Ecs
 from guard.models import ImageRef, InputError
 
+# What these helpers call: `service` and `steady_on` describe the service, `images_exist` reads ECR.
+IAM_ACTIONS = frozenset({"ecs:DescribeServices", "ecr:BatchGetImage"})
+
 
 def service(ctx: ActionContext, cluster: str, name: str) -> dict[str, Any] | None:
     """DescribeServices for one service (None when missing or inactive)."""

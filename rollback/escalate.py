@@ -19,6 +19,9 @@ class Escalate(Action):
 
     kind = "escalate"
     title = "Escalate to a human"
+    always_allowed = True
+    counts_toward_cap = False
+    iam_actions = frozenset({"sns:Publish"})  # the SNS routes; the others are webhooks and GitHub
 
     @property
     def resource(self) -> str:
@@ -35,7 +38,8 @@ class Escalate(Action):
 
     def execute(self, ctx: ActionContext) -> None:
         """Send through every configured route; a route that fails makes the action fail, naming it."""
-        from guard.notify import Notification, NotificationKind, dispatch
+        from guard.notify.messages import Notification, NotificationKind
+        from guard.notify.routes import dispatch
 
         incident = Incident(self.incident_id, Severity.ERROR, Cause.UNKNOWN, self.incident_id,
                             self.title_text or self.incident_id, self.resources, (), "", "", IncidentStatus.OPEN)

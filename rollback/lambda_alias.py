@@ -21,6 +21,7 @@ class LambdaRollback(Action):
 
     kind = "lambda_rollback"
     title = "Roll a Lambda alias back to its known-good version"
+    iam_actions = frozenset({"lambda:GetAlias", "lambda:GetFunctionConfiguration", "lambda:UpdateAlias"})
 
     @property
     def resource(self) -> str:

@@ -21,6 +21,7 @@ class LambdaImageRollback(Action):
 
     kind = "lambda_image_rollback"
     title = "Roll a Lambda function's image back to its known-good digest"
+    iam_actions = frozenset({"lambda:GetFunction", "lambda:UpdateFunctionCode", "ecr:BatchGetImage"})
 
     @property
     def resource(self) -> str:

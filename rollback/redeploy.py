@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from guard.actions import Action, ActionContext, Outcome
 from guard.gateways.aws import call
 from guard.gateways.ecs import Boto3Ecs
-from rollback._ecs import images_exist, service, steady_on
+from rollback._ecs import IAM_ACTIONS, images_exist, service, steady_on
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class Redeploy(Action):
 
     kind = "redeploy"
     title = "Force a new deployment of an ECS service"
+    iam_actions = IAM_ACTIONS | {"ecs:DescribeTaskDefinition", "ecs:UpdateService"}
 
     @property
     def resource(self) -> str:

@@ -21,6 +21,7 @@ class RerunBuild(Action):
 
     kind = "rerun_build"
     title = "Rerun a cancelled or failed build"
+    iam_actions = frozenset({"ecr:BatchGetImage"})  # the run itself is GitHub's
 
     @property
     def resource(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections import ChainMap
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -10,19 +11,18 @@ from typing import Any
 
 import pytest
 
-from guard.actions import ActionContext
-from guard.agent.playbook import PlanContext, playbook_planner
+from guard.agent.playbook import playbook_planner
+from guard.config import Allow, GuardConfig, Mode, RemediateConfig
 from guard.gateways.aws import AwsSession, AwsSettings
 from guard.gateways.github import PyGithubGateway
 from guard.models import Incident
-from guard.notify import StdoutRoute
-from guard.policy import Allow, Mode, PolicyGate, RemediateConfig
 from guard.remediate import Planner, RemediationReport, Remediator
+from guard.runtime import Runtime
 from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.github_server import DEFAULT_TOKEN, GitHubSandbox
 from guard.sandbox.scenarios import Scenario
 from guard.state import LocalStore
-from guard.watch import Watchdog, WatchReport, WatchScope
+from guard.watch import WatchReport
 
 REPO = "acme/shop"
 GOOD = "1a2b3c4" + "0" * 33
@@ -50,11 +50,16 @@ class World:
         """The shared state (watchdog incidents, known-good, journals)."""
         return LocalStore(self.root / "state")
 
-    def session(self) -> AwsSession:
-        """A counted AWS session (kept, so tests can sum calls across runs)."""
-        s = AwsSession(AwsSettings(max_attempts=1))
-        self.sessions.append(s)
-        return s
+    def runtime(self, wait: Callable[[float], None] | None = None, **config: Any) -> Runtime:
+        """A runtime as one invocation builds it, on simulated time; its AWS session is kept for `calls`."""
+        runtime = Runtime(GuardConfig(remediate=replace(self.config, **config)), state=str(self.root / "state"),
+                          settings=AwsSettings(max_attempts=1), clock=self.sim.now, wait=wait or self.tick,
+                          progress=lambda message: None, stdout_route=self.notes,
+                          environ=ChainMap(self.environ, {"GITHUB_TOKEN": DEFAULT_TOKEN}),
+                          github_factory=lambda stats: PyGithubGateway(self.github.api_url, DEFAULT_TOKEN, stats,
+                                                                       backoff=0))
+        self.sessions.append(runtime.aws)
+        return runtime
 
     def calls(self, api: str) -> int:
         """Calls of `api` across every session so far."""
@@ -62,8 +67,8 @@ class World:
 
     def sweep(self) -> WatchReport:
         """One watchdog sweep of the prod cluster and every function."""
-        return Watchdog(self.session(), self.store, heartbeat=False, clock=self.sim.now).sweep(
-            WatchScope(clusters=("prod",)))
+        runtime = self.runtime()
+        return runtime.watchdog(heartbeat=False).sweep(runtime.watch_scope(("prod",)))
 
     def tick(self, _seconds: float) -> None:
         """The injected sleeper: time passes for GitHub and ECS instead of the test sleeping."""
@@ -74,15 +79,7 @@ class World:
     def remediator(self, planner: Planner = playbook_planner, actor: str = "test-actor",
                    wait: Callable[[float], None] | None = None, **config: Any) -> Remediator:
         """A Remediator as one invocation would build it."""
-        aws = self.session()
-        cfg = replace(self.config, **config)
-        github = PyGithubGateway(self.github.api_url, DEFAULT_TOKEN, aws.stats, backoff=0)
-        ctx = ActionContext(aws, wait=wait or self.tick, clock=self.sim.now, timeout_s=cfg.wait_timeout_seconds,
-                            poll_s=cfg.poll_seconds, routes=[StdoutRoute(self.notes)],
-                            github_factory=lambda _aws: github)
-        gate = PolicyGate(cfg, self.store, aws, clock=self.sim.now, environ=self.environ)
-        return Remediator(self.store, gate, ctx, PlanContext(self.store, aws, cfg, github), planner, actor,
-                          self.sim.now)
+        return self.runtime(wait, **config).remediator(planner, actor)
 
     def remediate(self, incident: Incident, mode: Mode = Mode.ACT, dry_run: bool = False,
                   **kwargs: Any) -> RemediationReport:

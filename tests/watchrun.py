@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from guard.gateways.aws import AwsSession, AwsSettings
-from guard.notify import Route
+from guard.gateways.aws import AwsSettings
+from guard.notify.routes import Route
+from guard.runtime import Runtime
 from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.scenarios import Scenario
-from guard.state import LocalStore
-from guard.watch import Watchdog, WatchReport, WatchScope
+from guard.watch import WatchReport, WatchScope
 
 T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 Sweep = Callable[..., WatchReport]
@@ -30,9 +30,9 @@ def sweep_fixture(sim: EcsSimulator, tmp_path: Path) -> Sweep:
     """Sweep with a fresh Watchdog each call (as separate invocations) over one state directory."""
 
     def run(scope: WatchScope | None = None, routes: Sequence[Route] = (), heartbeat: bool = False) -> WatchReport:
-        aws = AwsSession(AwsSettings(max_attempts=1))
-        dog = Watchdog(aws, LocalStore(tmp_path / "state"), routes=routes, heartbeat=heartbeat, clock=sim.now)
-        return dog.sweep(scope or WatchScope())
+        runtime = Runtime(state=str(tmp_path / "state"), settings=AwsSettings(max_attempts=1), clock=sim.now,
+                          extra_routes=tuple(routes))
+        return runtime.watchdog(heartbeat=heartbeat).sweep(scope or WatchScope())
 
     return run
 

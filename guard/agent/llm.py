@@ -5,14 +5,13 @@ actions with `propose_action`. Proposals become a strategy that goes through the
 playbook's. The loop ends at `end_turn`, at the turn cap or at the token budget; hitting a limit, a reply
 that is not a usable message, or proposing nothing valid, ends in an escalation. When the API cannot be
 reached or refuses the key, the deterministic playbook plans instead (journaled as such). The model never
-sees credentials: tool results are summaries with credential-shaped strings redacted, and the prompt says
+sees credentials: its prompt and tool results (summaries) go through `guard.redact`, and the prompt says
 tool results are data, not instructions.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,11 +21,10 @@ from guard.errors import GatewayError
 from guard.gateways.ecs import Boto3Ecs
 from guard.journal import EntryKind, Journal
 from guard.models import Incident, InputError
-from guard.watch import known_good_function, known_good_service
+from guard.records import known_good_function, known_good_service
+from guard.redact import redact, scrub
 
 PROMPT_VERSION = "remediate-2026-11-a"
-_SECRETISH = re.compile(r"(AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{8,}|sk-ant-[A-Za-z0-9-]{6,}|"
-                        r"xox[abpr]-[A-Za-z0-9-]{6,}|(?i:(?:password|secret|token)=\S+))")
 
 SYSTEM = """You are the triage assistant of deploy-guard, a tool that repairs broken ECS and Lambda deploys.
 You can read the incident and its resources through the tools, and propose repairs with propose_action.
@@ -53,17 +51,6 @@ TOOLS: list[dict[str, Any]] = [
 ]
 
 
-def redact(value: Any) -> Any:
-    """Replace credential-shaped substrings anywhere in a JSON-like value."""
-    if isinstance(value, str):
-        return _SECRETISH.sub("[redacted]", value)
-    if isinstance(value, Mapping):
-        return {k: redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    return value
-
-
 class LlmPlanner:
     """Planner callable: (incident, plan context, journal, actor) -> strategies."""
 
@@ -75,14 +62,15 @@ class LlmPlanner:
     def __call__(self, incident: Incident, ctx: PlanContext, journal: Journal, actor: str) -> list[Strategy]:
         """Run the loop, journal the model's inference, and return its proposals plus an escalation."""
         cfg = ctx.config
-        messages: list[dict[str, Any]] = [{"role": "user", "content": (
+        messages: list[dict[str, Any]] = [{"role": "user", "content": scrub(
             f"Incident {incident.id} is open: {incident.title}. Triage it and propose a repair.")}]
         proposals: list[tuple[Action, str]] = []
         reasoning: list[str] = []
         calls: list[str] = []
         used, turns, stop = 0, 0, "end_turn"
         client = self.client_factory()
-        system = SYSTEM.format(kinds=", ".join(sorted(k for k in action_types() if k != "escalate")))
+        system = SYSTEM.format(kinds=", ".join(sorted(k for k, cls in action_types().items()
+                                                      if not cls.always_allowed)))
         while True:
             if turns >= cfg.max_turns:
                 stop = "turn_cap"
@@ -113,7 +101,8 @@ class LlmPlanner:
                 else:
                     payload, error = {"error": "tool input must be an object"}, True
                 results.append({"type": "tool_result", "tool_use_id": use["id"],
-                                "content": json.dumps(redact(payload), default=str), "is_error": error})
+                                "content": json.dumps(redact(payload), default=lambda o: scrub(str(o))),
+                                "is_error": error})
             messages.append({"role": "user", "content": results})
         journal.append(EntryKind.MODEL, {
             "model": cfg.model, "prompt_version": PROMPT_VERSION, "turns": turns, "tokens": used,
@@ -150,7 +139,7 @@ class LlmPlanner:
                 cluster, _, svc = rest.partition("/")
                 record = known_good_service(ctx.store, cluster, svc) if kind == "ecs" else \
                     known_good_function(ctx.store, rest)
-                return record or {"known_good": None}, False
+                return record.to_json() if record else {"known_good": None}, False
             if name == "list_build_runs":
                 if ctx.github is None or not ctx.config.build_repository:
                     return {"error": "no build repository configured"}, True
@@ -200,7 +189,7 @@ def _propose(incident: Incident, args: Mapping[str, Any],
         action = action_from_json({"kind": args.get("kind"), "params": args.get("params")})
     except (InputError, TypeError) as exc:
         return {"error": f"invalid proposal: {exc}"}, True
-    if action.kind != "escalate" and action.resource not in incident.resources and \
+    if not action.always_allowed and action.resource not in incident.resources and \
             not action.resource.startswith("github:"):
         return {"error": f"{action.resource} is outside this incident's resources"}, True
     proposals.append((action, str(args.get("reason", ""))[:500]))
@@ -218,7 +207,7 @@ def _describe(ctx: PlanContext, resource: str) -> dict[str, Any]:
                                                         "rolloutStateReason", "failedTasks")}
                                 for d in svc.get("deployments", [])],
                 "events": [str(e.get("message", ""))[:300] for e in svc.get("events", [])[:5]]}
-    from guard.gateways.ecs import Boto3Lambda
+    from guard.gateways.lambda_ import Boto3Lambda
 
     fn = Boto3Lambda(ctx.aws).function(rest) or {}
     cfg = fn.get("Configuration", {})

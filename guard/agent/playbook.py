@@ -14,12 +14,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from guard.actions import Action, make_action
+from guard.config import RemediateConfig
 from guard.errors import GatewayError
 from guard.gateways.aws import AwsSession, call
 from guard.models import Cause, ImageRef, Incident, InputError
-from guard.policy import RemediateConfig
+from guard.records import known_good_function, known_good_service
 from guard.state import StateStore
-from guard.watch import known_good_function, known_good_service
 
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
 _NOT_ROLLBACKABLE = {
@@ -110,11 +110,11 @@ def _rollback(incident: Incident, ctx: PlanContext) -> Strategy | None:
             if record is None:
                 notes.append(f"no known-good revision recorded for {resource}")
                 continue
-            if incident.cause is Cause.MISSING_IMAGE and incident.cause_key in record.get("images", {}):
+            if incident.cause is Cause.MISSING_IMAGE and incident.cause_key in record.images:
                 notes.append(f"the known-good revision of {resource} uses the missing image too")
                 continue
             actions.append(make_action("ecs_rollback", cluster=ecs[0], service=ecs[1],
-                                 task_definition=str(record["task_definition"])))
+                                 task_definition=record.task_definition))
         elif resource.startswith("lambda:"):
             action = _lambda_rollback(resource[7:], ctx, notes)
             if action is not None:
@@ -132,7 +132,7 @@ def _lambda_rollback(function: str, ctx: PlanContext, notes: list[str]) -> Actio
     if record is None:
         notes.append(f"no known-good code recorded for lambda:{function}")
         return None
-    sha = str(record.get("code_sha256", ""))
+    sha = record.code_sha256
     try:
         versions = call(ctx.aws.client("lambda"), "ListVersionsByFunction", FunctionName=function)["Versions"]
         aliases = call(ctx.aws.client("lambda"), "ListAliases", FunctionName=function)["Aliases"]
@@ -143,9 +143,9 @@ def _lambda_rollback(function: str, ctx: PlanContext, notes: list[str]) -> Actio
     if good and any(a.get("Name") == ctx.config.lambda_alias for a in aliases):
         return make_action("lambda_rollback", function=function, alias=ctx.config.lambda_alias,
                            version=max(good, key=int), code_sha256=sha)
-    digest = str(record.get("image_digest", ""))
+    digest = record.image_digest
     if digest:
-        ref = ImageRef.parse(str(record["image_uri"]))
+        ref = ImageRef.parse(record.image_uri)
         return make_action("lambda_image_rollback", function=function,
                            image_uri=f"{ref.registry}/{ref.repository}@{digest}")
     notes.append(f"no alias {ctx.config.lambda_alias} on a known-good version, and no digest recorded for {function}")

@@ -1,1 +1,1 @@
-"""Renderers for gate results: rich table, JSON, GitHub job summary."""
+"""Renderers: the gate's table, JSON and GitHub summary; the watchdog's; what each verb prints."""

@@ -12,26 +12,24 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from botocore.exceptions import ClientError
 from rich.console import Console
 from rich.panel import Panel
 
-from guard.actions import ActionContext
-from guard.agent.playbook import PlanContext, playbook_planner
-from guard.config import GuardConfig
-from guard.context import CheckContext, Commit
+from guard.agent.playbook import playbook_planner
+from guard.config import Allow, GuardConfig, Mode, NotifyConfig, RemediateConfig, SlackConfig
+from guard.context import Commit
 from guard.exitcodes import ExitCode
-from guard.gate import GateInputs, GateReport, build_plan, run_checks
-from guard.gateways.aws import AwsSession
+from guard.gate import GateInputs, GateReport, run
 from guard.gateways.github import PyGithubGateway
-from guard.notify import SlackRoute, StdoutRoute
-from guard.policy import Allow, Mode, PolicyGate, RemediateConfig
-from guard.remediate import RemediationReport, Remediator
+from guard.records import postmortem_key
+from guard.remediate import RemediationReport
 from guard.report.table import render_table
 from guard.report.watch import render_watch_table
+from guard.runtime import Runtime
 from guard.sandbox.aws import DEFAULT_ACCOUNT, AwsSandbox
 from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.github_server import DEFAULT_TOKEN, GitHubSandbox
@@ -44,8 +42,7 @@ from guard.sandbox.plans import (
 )
 from guard.sandbox.scenarios import Scenario
 from guard.sandbox.webhook_server import WebhookSandbox
-from guard.state import LocalStore
-from guard.watch import Watchdog, WatchReport, WatchScope
+from guard.watch import WatchReport
 
 REPO = "acme/shop"
 GOOD_SHA = "9c1e7b2" + "4d" * 16 + "a"
@@ -153,8 +150,25 @@ class _Replay:
         for svc in SERVICES:  # like the services of the outage: no deployment circuit breaker
             self.sim.enable_circuit_breaker("prod", svc, enable=False)
         self.sim.tick(2)
-        self.store = LocalStore(tmp / "state")
+        config = GuardConfig(
+            build_workflows=("build.yml",),
+            notify=NotifyConfig(heartbeat=False, routes=(SlackConfig("slack", url=hook.url),)),
+            remediate=RemediateConfig(mode=Mode.ACT, build_repository=REPO, poll_seconds=15,
+                                      wait_timeout_seconds=600,
+                                      allow=(Allow("ecs:prod/*", ("ecs_rollback", "redeploy")),
+                                             Allow(f"github:{REPO}", ("rerun_build",)))))
+        self.runtime = Runtime(config, state=str(tmp / "state"), wait=self._wait,
+                               environ={"GITHUB_TOKEN": DEFAULT_TOKEN},
+                               progress=lambda message: self.console.print(f"  [dim]… {message}[/]"),
+                               github_factory=lambda stats: PyGithubGateway(github.api_url, DEFAULT_TOKEN, stats))
+        self.store = self.runtime.store
         self.result = DemoResult()
+
+    def _wait(self, seconds: float) -> None:
+        """Simulated time passes for GitHub and ECS instead of the demo sleeping."""
+        self.github.advance()
+        self.sim.advance(seconds)
+        self.sim.tick()
 
     def story(self, name: str, text: str) -> None:
         self.console.print(Panel(text, title=f"[bold]{name}[/]", expand=False))
@@ -163,16 +177,14 @@ class _Replay:
         self.story(name, text + f"\n$ guard check --plan {name.replace(' ', '-')}.tfplan.json --sha {sha[:7]}")
         path = self.tmp / f"{name.replace(' ', '-')}.tfplan.json"
         path.write_text(json.dumps(deploy_plan(self.world, sha), indent=2))
-        ctx = CheckContext(AwsSession(), GuardConfig(build_workflows=("build.yml",)), Commit(REPO, sha))
-        report = run_checks(build_plan(GateInputs(plans=(path,)), ctx), ctx)
+        report = run(GateInputs(plans=(path,)), self.runtime.check_context(Commit(REPO, sha)))
         render_table(report, self.console)
         self.result.stages[name] = report.exit_code
         self.result.reports[name] = report
 
     def sweep(self, name: str) -> WatchReport:
         self.console.print("$ guard watch --once --cluster prod")
-        dog = Watchdog(AwsSession(), self.store, routes=[SlackRoute(self.hook.url)], heartbeat=False)
-        report = dog.sweep(WatchScope(clusters=("prod",)))
+        report = replace(self.runtime).watchdog().sweep(self.runtime.watch_scope(("prod",)))
         render_watch_table(report, self.console)
         self.result.stages[name] = report.exit_code
         self.result.sweeps[name] = report
@@ -188,26 +200,13 @@ class _Replay:
 
     def remediate(self, name: str, incident: str) -> None:
         self.console.print(f"$ guard remediate {incident} --mode act")
-        aws = AwsSession()
-        config = RemediateConfig(mode=Mode.ACT, build_repository=REPO, poll_seconds=15, wait_timeout_seconds=600,
-                                 allow=(Allow("ecs:prod/*", ("ecs_rollback", "redeploy")),
-                                        Allow(f"github:{REPO}", ("rerun_build",))))
-        github = PyGithubGateway(self.github.api_url, DEFAULT_TOKEN, aws.stats)
-
-        def wait(seconds: float) -> None:
-            self.github.advance()
-            self.sim.advance(seconds)
-            self.sim.tick()
-
-        ctx = ActionContext(aws, wait=wait, poll_s=15, timeout_s=600, routes=[StdoutRoute(io.StringIO())],
-                            progress=lambda message: self.console.print(f"  [dim]… {message}[/]"),
-                            github_factory=lambda _aws: github)
-        report = Remediator(self.store, PolicyGate(config, self.store, aws, environ={}), ctx,
-                            PlanContext(self.store, aws, config, github), playbook_planner, "demo-agent").run(
-            incident, mode=Mode.ACT)
+        # the agent's escalations would go to this process's output only, never to the team's channel
+        agent = replace(self.runtime, config=replace(self.runtime.config, notify=NotifyConfig(heartbeat=False)),
+                        stdout_route=io.StringIO())
+        report = agent.remediator(playbook_planner, "demo-agent").run(incident, mode=Mode.ACT)
         for r in report.results:
             self.console.print(f"  {r.status:9} {r.action['description']}: {r.reason}")
-        self.console.print(f"  [bold]{report.status}[/]; journal and postmortem: {report.postmortem_key}")
+        self.console.print(f"  [bold]{report.status.value}[/]; journal and postmortem: {report.postmortem_key}")
         self.result.stages[name] = report.exit_code
         self.result.remediations[name] = report
 
@@ -264,7 +263,7 @@ class _Replay:
         self.aws.delete_image("shop/app", tag=BAD_SHA[:7])
         self.sweep("latent hazard")
         self.result.notifications = list(self.hook.received)
-        postmortem = self.store.get(f"journal/{incident}/postmortem.md")
+        postmortem = self.store.get(postmortem_key(incident))
         self.result.postmortem = postmortem.data.decode() if postmortem else ""
         out = Path(tempfile.gettempdir()) / f"deploy-guard-postmortem-{incident}.md"
         out.write_text(self.result.postmortem)

@@ -32,6 +32,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from guard.actions import action_types
 from guard.errors import AccessDenied
 from guard.gateways.aws import map_error
 from guard.iam import ROLES, PolicyScope, actions_for, generate_policy, render_policy
@@ -96,8 +97,8 @@ def test_each_role_grants_exactly_its_documented_actions() -> None:
              "ecs:DescribeTaskDefinition", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
              "lambda:ListFunctions", "lambda:GetFunction", "cloudwatch:PutMetricData", "sns:Publish",
              "iam:GetRole", "sts:GetCallerIdentity"} | state
-    remediate = {"ecs:UpdateService", "ecs:DescribeServices", "ecs:DescribeTaskDefinition", "ecs:ListTasks",
-                 "ecs:DescribeTasks", "lambda:UpdateAlias", "lambda:GetAlias", "lambda:ListVersionsByFunction",
+    remediate = {"ecs:UpdateService", "ecs:DescribeServices", "ecs:DescribeTaskDefinition",
+                 "lambda:UpdateAlias", "lambda:GetAlias", "lambda:ListVersionsByFunction",
                  "lambda:UpdateFunctionCode", "lambda:GetFunction", "lambda:GetFunctionConfiguration",
                  "lambda:ListAliases",
                  "ssm:GetParameter", "ecr:BatchGetImage", "sns:Publish"} | state
@@ -107,6 +108,18 @@ def test_each_role_grants_exactly_its_documented_actions() -> None:
     assert actions_for(ROLES) == check | watch | remediate
     for roles in ROLE_SETS:
         assert _actions(generate_policy(replace(SCOPE, roles=roles))) == actions_for(roles)
+
+
+def test_remediate_grants_every_action_what_it_calls() -> None:
+    policy = generate_policy(replace(SCOPE, roles=frozenset({"remediate"})))
+    for kind, cls in action_types().items():
+        assert cls.iam_actions <= _actions(policy), f"{kind} needs {sorted(cls.iam_actions - _actions(policy))}"
+
+
+def test_an_iam_action_no_statement_may_grant_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(action_types()["redeploy"], "iam_actions", frozenset({"ecs:DeleteService"}))
+    with pytest.raises(ValueError, match="redeploy calls ecs:DeleteService"):
+        generate_policy(replace(SCOPE, roles=frozenset({"remediate"})))
 
 
 def test_check_is_read_only() -> None:

@@ -12,34 +12,38 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from guard.config import (
+    GitHubIssueConfig,
+    GitHubStatusConfig,
+    NotifyConfig,
+    SlackConfig,
+    SnsConfig,
+    parse_notify_config,
+)
 from guard.gateways.aws import AwsSession, AwsSettings
 from guard.gateways.stats import ApiStats
+from guard.metrics import send_heartbeat
 from guard.models import Cause, Incident, IncidentStatus, InputError, Severity, Signal
-from guard.notify import (
-    GitHubIssueConfig,
-    GitHubIssueRoute,
-    GitHubStatusConfig,
-    GitHubStatusRoute,
+from guard.notify.messages import (
     Notification,
     NotificationKind,
-    NotifyConfig,
+    render_markdown,
+    render_text,
+    route_test_notification,
+    slack_payload,
+)
+from guard.notify.routes import (
+    GitHubIssueRoute,
+    GitHubStatusRoute,
     NotifyError,
     Route,
     RouteResult,
-    SlackConfig,
     SlackRoute,
-    SnsConfig,
     SnsRoute,
     StdoutRoute,
     build_routes,
     dispatch,
     notify_test,
-    parse_notify_config,
-    render_markdown,
-    render_text,
-    route_test_notification,
-    send_heartbeat,
-    slack_payload,
 )
 from guard.sandbox.github_server import DEFAULT_TOKEN, GitHubSandbox
 from guard.sandbox.scenarios import Scenario

@@ -27,12 +27,13 @@ import boto3
 import pytest
 from click.testing import CliRunner, Result
 
-from guard.agent.llm import LlmPlanner, redact
+from guard.agent.llm import LlmPlanner
 from guard.cli import main
 from guard.errors import AccessDenied
 from guard.gateways.github import PyGithubGateway
 from guard.gateways.stats import ApiStats
 from guard.journal import EntryKind, Journal
+from guard.redact import redact
 from guard.sandbox.anthropic_server import AnthropicSandbox, Turn, text, tool_use
 from guard.sandbox.github_server import ALL_PERMISSIONS
 from guard.sandbox.webhook_server import WebhookSandbox

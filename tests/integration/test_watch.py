@@ -9,12 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from guard.cli import main
-from guard.notify import SlackRoute
+from guard.notify.routes import SlackRoute
+from guard.records import known_good_service
 from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.scenarios import Scenario
 from guard.sandbox.webhook_server import WebhookSandbox
 from guard.state import LocalStore
-from guard.watch import WatchScope, known_good_service
+from guard.watch import WatchScope
 from tests.watchrun import Sweep, steady_service
 
 
@@ -89,14 +90,14 @@ def test_known_good_is_recorded_only_for_healthy_services(aws: Scenario, sim: Ec
     assert report.known_good == ("ecs:prod/api",)
     store = LocalStore(tmp_path / "state")
     record = known_good_service(store, "prod", "api")
-    assert record is not None and record["task_definition"] == good
+    assert record is not None and record.task_definition == good
     assert sweep().known_good == ()  # unchanged: no write
     bad = aws.task_definition("api", [("app", f"{repo}:broken")])
     aws.client("ecs").update_service(cluster="prod", service="api", taskDefinition=bad)
     sim.tick()
     sweep()
     record = known_good_service(store, "prod", "api")
-    assert record is not None and record["task_definition"] == good
+    assert record is not None and record.task_definition == good
 
 
 def test_heartbeat_metric(aws: Scenario, sim: EcsSimulator, sweep: Sweep) -> None:
@@ -169,9 +170,7 @@ def test_cli_watch_loops_at_the_interval(aws: Scenario, sim: EcsSimulator, tmp_p
         if len(slept) == 2:
             raise KeyboardInterrupt
 
-    import guard.cli
-
-    monkeypatch.setattr(guard.cli.time, "sleep", sleep)
+    monkeypatch.setattr("time.sleep", sleep)
     result = CliRunner().invoke(main, ["watch", "--interval", "30", "--state", str(tmp_path / "s")])
     assert slept == [30, 30]
     assert result.stdout.count("swept 1 service(s)") == 2

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from guard.config import Allow, Mode
 from guard.journal import EntryKind, Journal
 from guard.models import Cause
-from guard.policy import Allow, Mode
 from tests.remedyrun import World, deploy
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from guard.actions import make_action
-from guard.notify import SlackRoute
+from guard.notify.routes import SlackRoute
 from guard.sandbox.webhook_server import WebhookSandbox
 from tests.remedyrun import World
 

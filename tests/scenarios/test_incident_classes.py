@@ -13,12 +13,12 @@ from guard.cli import main
 from guard.config import load_config
 from guard.gateways.aws import AwsSession, AwsSettings
 from guard.models import Cause
-from guard.notify import build_routes
+from guard.notify.routes import build_routes
+from guard.records import known_good_service
 from guard.sandbox.ecs_sim import PULL_WRONG_PLATFORM, EcsSimulator
 from guard.sandbox.lifecycle import apply_lifecycle_policies, put_lifecycle_policy
 from guard.sandbox.scenarios import Scenario
 from guard.sandbox.webhook_server import WebhookSandbox
-from guard.watch import known_good_service
 from tests.guardrun import GuardRun, export_task_definition
 from tests.remedyrun import GOOD, World
 from tests.watchrun import Sweep, steady_service
@@ -164,7 +164,8 @@ def test_execution_role_deleted_when_its_owner_left(world: World) -> None:
     aws.client("ecs").update_service(cluster="prod", service="api", taskDefinition=td)
     sim.tick(2)
     assert world.sweep().known_good == ("ecs:prod/api",)  # recorded again: revision 2, with the role
-    assert (known_good_service(world.store, "prod", "api") or {})["task_definition"] == td
+    record = known_good_service(world.store, "prod", "api")
+    assert record is not None and record.task_definition == td
     aws.delete_role("exec")
     sim.tick(2)
     [latent] = world.sweep().incidents  # running tasks hold their credentials, but ECS106 sees the role gone

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from guard.config import GuardConfig, load_config
+from guard.actions import action_types
+from guard.config import Allow, GuardConfig, RemediateConfig, check_action_kinds, load_config
 from guard.models import InputError, Severity
 
 
@@ -50,3 +53,29 @@ def test_bad_config_is_an_input_error(tmp_path: Path, text: str, needle: str) ->
 def test_explicit_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_config_is_a_leaf() -> None:
+    code = ("import guard.config, sys; assert not any(m.startswith(('botocore', 'boto3', 'rich', 'github', "
+            "'anthropic')) for m in sys.modules), sorted(sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[2], check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_allow_list_kinds_are_checked_against_the_known_ones(tmp_path: Path) -> None:
+    (tmp_path / "guard.toml").write_text(
+        '[[remediate.allow]]\nresource = "ecs:prod/*"\nactions = ["ecs_rollback"]\n'
+        '[[remediate.allow]]\nresource = "ecs:*"\nactions = ["redeploy", "delete_service", "drop_table"]\n')
+    config = load_config(cwd=tmp_path)
+    assert config.remediate.allow[1].actions == ("redeploy", "delete_service", "drop_table")
+    with pytest.raises(InputError) as caught:
+        check_action_kinds(config, ("ecs_rollback", "redeploy", "escalate"))
+    assert str(caught.value) == (f"{tmp_path / 'guard.toml'}: unknown action kind(s) ['delete_service', 'drop_table']; "
+                                 "known: ['ecs_rollback', 'escalate', 'redeploy']")
+    check_action_kinds(config, ("ecs_rollback", "redeploy", "delete_service", "drop_table"))
+
+
+def test_every_registered_action_kind_passes_the_check() -> None:
+    config = GuardConfig(remediate=RemediateConfig(allow=(Allow("*", tuple(action_types())),)))
+    check_action_kinds(config, action_types())

@@ -31,7 +31,17 @@ import guard.plan.terraform
 from guard.agent.llm import LlmPlanner
 from guard.agent.playbook import PlanContext, Strategy
 from guard.cli import main
-from guard.config import GuardConfig, load_config, parse_config
+from guard.config import (
+    GuardConfig,
+    Mode,
+    NotifyConfig,
+    RemediateConfig,
+    SlackConfig,
+    load_config,
+    parse_config,
+    parse_notify_config,
+    parse_remediate_config,
+)
 from guard.errors import GatewayError
 from guard.gateways.aws import AwsSession
 from guard.gateways.github import PyGithubGateway, WorkflowRun
@@ -39,8 +49,6 @@ from guard.gateways.stats import ApiStats
 from guard.journal import EntryKind, Journal
 from guard.lambda_handler import Trigger, parse_trigger
 from guard.models import Cause, Incident, InputError, Severity
-from guard.notify import NotifyConfig, SlackConfig, parse_notify_config
-from guard.policy import Mode, RemediateConfig, parse_remediate_config
 from guard.state import LocalStore
 
 FUZZ = settings(max_examples=150, deadline=None, database=None,
@@ -295,7 +303,7 @@ def test_parse_trigger_returns_a_trigger_or_input_error(event: Any) -> None:
 
 
 @dataclass
-class _FakeRuntime:
+class _FakeInvocation:
     """Stands in for the sweep and the fan-out so accepted events touch no AWS."""
 
     calls: list[Trigger] = field(default_factory=list)
@@ -324,8 +332,8 @@ def no_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @given(event=EVENTS)
 def test_handler_never_raises_and_rejects_garbage_with_exit_2(event: Any, no_aws: None,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = _FakeRuntime()
-    monkeypatch.setattr(lambda_handler, "_RUNTIME", fake)
+    fake = _FakeInvocation()
+    monkeypatch.setattr(lambda_handler, "_INVOCATION", fake)
     try:
         expected: Trigger | None = parse_trigger(event)
     except InputError:

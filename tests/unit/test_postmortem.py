@@ -11,7 +11,8 @@ import pytest
 
 from guard.journal import Entry, EntryKind
 from guard.models import Cause, Incident, Severity, Signal
-from guard.postmortem import NO_MODEL, REDACTED, TODO, redact, render_postmortem, scrub
+from guard.postmortem import NO_MODEL, TODO, render_postmortem
+from guard.redact import REDACTED, redact, scrub
 from guard.triage import coalesce
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from guard.docs import render_catalogue
-from guard.registry import all_checks, all_rules, all_watchers
+from guard.registry import RegistryError, all_checks, all_rules, all_watchers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,3 +35,41 @@ def test_every_rule_has_a_test_module() -> None:
 
 def test_catalogue_is_up_to_date() -> None:
     assert (ROOT / "docs" / "checks.md").read_text() == render_catalogue(), "run `make docs`"
+
+
+def _package(root: Path, name: str, modules: dict[str, str]) -> str:
+    """A throwaway package of check modules under `root` (on sys.path), each module a check class body."""
+    (root / name).mkdir()
+    (root / name / "__init__.py").write_text("")
+    header = ("from __future__ import annotations\nfrom guard.check import Check\n"
+              "from checks.predeploy.img001_image_exists import ImageExists\n\n\n")
+    for module, body in modules.items():
+        (root / name / f"{module}.py").write_text(header + body)
+    return name
+
+
+def _check(cls: str, rule_id: str) -> str:
+    return f"class {cls}(Check):\n    id = {rule_id!r}\n\n    def run(self, plan, ctx):\n        return []\n"
+
+
+def test_discovery_skips_abstract_and_foreign_classes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = _package(tmp_path, "only_one_check", {
+        "base": "class Abstract(Check):\n    pass\n",
+        "zzz001_one": _check("One", "ZZZ001"),
+    })
+    assert [(k, v.__name__) for k, v in all_rules(package).items()] == [("ZZZ001", "One")]
+
+
+def test_duplicate_ids_fail_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = _package(tmp_path, "twin_checks", {"a": _check("A", "ZZZ002"), "b": _check("B", "ZZZ002")})
+    with pytest.raises(RegistryError, match=r"duplicate ID ZZZ002: twin_checks\.a\.A and twin_checks\.b\.B"):
+        all_rules(package)
+
+
+def test_malformed_ids_fail_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = _package(tmp_path, "bad_id_checks", {"a": _check("A", "ZZ2")})
+    with pytest.raises(RegistryError, match="malformed ID 'ZZ2'"):
+        all_rules(package)

@@ -1,0 +1,202 @@
+"""Where deploy-guard keeps its state, and the typed records the watchdog, remediation and people share.
+
+Keys in the state store (guard.state):
+
+| key | written by | holds |
+|---|---|---|
+| `incidents/open.json` | the watchdog | every open incident |
+| `heartbeat.json` | the watchdog | the last sweep's summary |
+| `notify/undelivered.json` | the watchdog | notifications a route failed to take, retried next sweep |
+| `known-good/ecs/<cluster>.json` | the watchdog | a `ServiceRecord` per service last seen healthy |
+| `known-good/lambda.json` | the watchdog | a `FunctionRecord` per function last seen healthy |
+| `journal/<incident>/...` | remediation, `guard rollback` | the journal (guard.journal) |
+| `journal/<incident>/postmortem.md` | remediation | the postmortem rendered from the journal |
+| `remediate/rate.json` | the policy gate | action times of the last hour |
+
+The watchdog, the remediator, the model planner and `guard rollback` read these through this module only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from guard.models import Incident, InputError
+from guard.state import StateStore, read_json, update_json
+from guard.triage import incident_from_json
+
+INCIDENTS_KEY = "incidents/open.json"
+HEARTBEAT_KEY = "heartbeat.json"
+UNDELIVERED_KEY = "notify/undelivered.json"
+RATE_KEY = "remediate/rate.json"
+JOURNAL_PREFIX = "journal/"
+_LAMBDA_KEY = "known-good/lambda.json"
+
+
+def _ecs_key(cluster: str) -> str:
+    return f"known-good/ecs/{cluster}.json"
+
+
+def journal_base(incident_id: str) -> str:
+    """The key prefix of an incident's journal (ends with '/')."""
+    return f"{JOURNAL_PREFIX}{incident_id}/"
+
+
+def postmortem_key(incident_id: str) -> str:
+    """Where an incident's rendered postmortem is kept."""
+    return f"{journal_base(incident_id)}postmortem.md"
+
+
+# Incidents
+
+
+def open_incidents(store: StateStore) -> list[Incident]:
+    """Every open incident, in stored order."""
+    doc, _ = read_json(store, INCIDENTS_KEY)
+    return [incident_from_json(raw) for raw in (doc or {}).get("incidents", [])]
+
+
+def open_incident_ids(store: StateStore) -> list[str]:
+    """IDs of every open incident."""
+    doc, _ = read_json(store, INCIDENTS_KEY)
+    return [str(raw["id"]) for raw in (doc or {}).get("incidents", [])]
+
+
+def load_incident(store: StateStore, incident_id: str) -> Incident:
+    """An open incident; an unknown ID is an input error."""
+    for incident in open_incidents(store):
+        if incident.id == incident_id:
+            return incident
+    raise InputError(f"no open incident {incident_id} in the watchdog state (run `guard watch --once` first)")
+
+
+def update_incidents(store: StateStore, now: str,
+                     fn: Callable[[dict[str, Incident]], Iterable[Incident]]) -> None:
+    """Replace the open incidents with `fn(previous by ID)`, as a conditional write (retried on a lost race)."""
+
+    def apply(doc: Any) -> Any:
+        previous = {str(raw["id"]): incident_from_json(raw) for raw in (doc or {}).get("incidents", [])}
+        current = sorted(fn(previous), key=lambda i: i.id)
+        return {"version": 1, "updated_at": now, "incidents": [i.to_json() for i in current]}
+
+    update_json(store, INCIDENTS_KEY, apply)
+
+
+# Known-good memory
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    """An ECS service seen steady with every image present: the target a rollback may restore."""
+
+    task_definition: str
+    images: Mapping[str, str] = field(default_factory=dict)
+    deployment: str = ""
+    observed_at: str = ""
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> ServiceRecord:
+        """Parse a stored record."""
+        return cls(str(doc["task_definition"]), {str(k): str(v) for k, v in dict(doc.get("images") or {}).items()},
+                   str(doc.get("deployment", "")), str(doc.get("observed_at", "")))
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored shape."""
+        return {**asdict(self), "images": dict(self.images)}
+
+
+@dataclass(frozen=True)
+class FunctionRecord:
+    """An image Lambda seen active on a present image: its image, digest, code hash and version."""
+
+    image_uri: str
+    image_digest: str
+    code_sha256: str = ""
+    version: str = ""
+    observed_at: str = ""
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> FunctionRecord:
+        """Parse a stored record."""
+        return cls(str(doc["image_uri"]), str(doc.get("image_digest", "")), str(doc.get("code_sha256", "")),
+                   str(doc.get("version", "")), str(doc.get("observed_at", "")))
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored shape."""
+        return asdict(self)
+
+
+Record = ServiceRecord | FunctionRecord
+
+
+def _same(a: Record | None, b: Record | None) -> bool:
+    """Equal but for when they were observed."""
+    if a is None or b is None:
+        return a is b
+    return {**a.to_json(), "observed_at": ""} == {**b.to_json(), "observed_at": ""}
+
+
+def known_good_service(store: StateStore, cluster: str, service: str) -> ServiceRecord | None:
+    """The last known-good record of an ECS service, if any."""
+    doc, _ = read_json(store, _ecs_key(cluster))
+    raw = ((doc or {}).get("services") or {}).get(service)
+    return ServiceRecord.from_json(raw) if raw else None
+
+
+def known_good_function(store: StateStore, function: str) -> FunctionRecord | None:
+    """The last known-good record of a Lambda function, if any."""
+    doc, _ = read_json(store, _LAMBDA_KEY)
+    raw = ((doc or {}).get("functions") or {}).get(function)
+    return FunctionRecord.from_json(raw) if raw else None
+
+
+def _merge(store: StateStore, key: str, group: str, records: Mapping[str, Record]) -> list[str]:
+    """Write the records that differ from the stored ones (ignoring observed_at); their names."""
+    doc, _ = read_json(store, key)
+    stored = (doc or {}).get(group) or {}
+    kind = ServiceRecord if group == "services" else FunctionRecord
+    stale = {n: r for n, r in records.items()
+             if not _same(r, kind.from_json(stored[n]) if n in stored else None)}
+    if stale:
+        def merge(current: Any) -> Any:
+            merged = dict((current or {}).get(group) or {})
+            merged.update({n: r.to_json() for n, r in stale.items()})
+            return {"version": 1, group: merged}
+
+        update_json(store, key, merge)
+    return sorted(stale)
+
+
+def remember_known_good(store: StateStore, services: Mapping[tuple[str, str], ServiceRecord],
+                        functions: Mapping[str, FunctionRecord]) -> tuple[str, ...]:
+    """Record healthy revisions; returns the resources (`ecs:C/S`, `lambda:F`) whose record changed."""
+    by_cluster: dict[str, dict[str, ServiceRecord]] = {}
+    for (cluster, name), record in services.items():
+        by_cluster.setdefault(cluster, {})[name] = record
+    changed: list[str] = []
+    for cluster, records in sorted(by_cluster.items()):
+        changed += [f"ecs:{cluster}/{n}" for n in _merge(store, _ecs_key(cluster), "services", records)]
+    if functions:
+        changed += [f"lambda:{n}" for n in _merge(store, _LAMBDA_KEY, "functions", functions)]
+    return tuple(changed)
+
+
+# Watchdog bookkeeping
+
+
+def write_heartbeat(store: StateStore, summary: Mapping[str, Any]) -> None:
+    """The last sweep's summary (what `guard watch` last saw, and when)."""
+    store.put(HEARTBEAT_KEY, json.dumps(dict(summary)).encode())
+
+
+def undelivered(store: StateStore) -> list[dict[str, Any]]:
+    """Notifications a route failed to take: `{"route": name, "notification": {...}}`."""
+    doc, _ = read_json(store, UNDELIVERED_KEY)
+    return list((doc or {}).get("undelivered", []))
+
+
+def set_undelivered(store: StateStore, items: list[dict[str, Any]]) -> None:
+    """Replace the retry list."""
+    store.put(UNDELIVERED_KEY, json.dumps({"undelivered": items}).encode())

@@ -112,7 +112,7 @@ class PolicyScope:
     """What the policy covers: the account and the resources each capability may touch.
 
     `ecr_repositories` empty means any repository (its grants are read-only); `sns_topics` are names or
-    ARNs; `state_prefix` is the S3 state prefix, its slashes stripped as `S3State` strips them.
+    ARNs; `state_prefix` is the S3 state prefix, its slashes stripped as `S3Store` strips them.
     """
 
     account: str
@@ -190,7 +190,7 @@ def _arn(scope: PolicyScope, service: str, resource: str) -> str:
 
 
 def _state_prefix(scope: PolicyScope) -> str:
-    """The S3 state prefix with its trailing slash, as `S3State` builds keys ("" for the whole bucket)."""
+    """The S3 state prefix with its trailing slash, as `S3Store` builds keys ("" for the whole bucket)."""
     prefix = scope.state_prefix.strip("/")
     return f"{prefix}/" if prefix else ""
 

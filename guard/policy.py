@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -16,10 +15,10 @@ from guard.actions import Action
 from guard.config import Mode, RemediateConfig
 from guard.errors import GatewayError
 from guard.gateways.aws import AwsSession, call, error_code
-from guard.state import StateStore, update_json
+from guard.records import action_times, add_action_time
+from guard.state import StateStore
 
 KILL_SWITCH_ENV = "DEPLOY_GUARD_KILL_SWITCH"
-RATE_KEY = "remediate/rate.json"
 _ON = frozenset({"1", "true", "on", "yes", "engaged", "stop"})
 
 
@@ -117,19 +116,10 @@ class PolicyGate:
         return Decision(True, DecisionRule.ALLOWED, f"{action.kind} on {action.resource} is allowed in act mode")
 
     def _recent_actions(self) -> int:
-        from guard.state import read_json
-
-        doc, _ = read_json(self.store, RATE_KEY)
         horizon = self.clock() - timedelta(hours=1)
-        return sum(1 for t in (doc or {}).get("actions", []) if datetime.fromisoformat(t) > horizon)
+        return sum(1 for t in action_times(self.store) if t > horizon)
 
     def record_action(self) -> None:
         """Count one action towards the hourly rate (a conditional write: concurrent runs all count)."""
         now = self.clock()
-        horizon = now - timedelta(hours=1)
-
-        def add(doc: Any) -> Any:
-            kept = [t for t in (doc or {}).get("actions", []) if datetime.fromisoformat(t) > horizon]
-            return {"actions": [*kept, now.isoformat()]}
-
-        update_json(self.store, RATE_KEY, add)
+        add_action_time(self.store, now, keep_after=now - timedelta(hours=1))

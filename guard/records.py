@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from guard.models import Incident, InputError
@@ -181,6 +182,25 @@ def remember_known_good(store: StateStore, services: Mapping[tuple[str, str], Se
     if functions:
         changed += [f"lambda:{n}" for n in _merge(store, _LAMBDA_KEY, "functions", functions)]
     return tuple(changed)
+
+
+# The policy gate's hourly rate
+
+
+def action_times(store: StateStore) -> list[datetime]:
+    """When recent actions were taken (any remediation run on this state)."""
+    doc, _ = read_json(store, RATE_KEY)
+    return [datetime.fromisoformat(t) for t in (doc or {}).get("actions", [])]
+
+
+def add_action_time(store: StateStore, at: datetime, *, keep_after: datetime) -> None:
+    """Append `at`, dropping times not after `keep_after` (a conditional write: concurrent runs all count)."""
+
+    def add(doc: Any) -> Any:
+        kept = [t for t in (doc or {}).get("actions", []) if datetime.fromisoformat(t) > keep_after]
+        return {"actions": [*kept, at.isoformat()]}
+
+    update_json(store, RATE_KEY, add)
 
 
 # Watchdog bookkeeping

@@ -10,6 +10,8 @@ from guard.sandbox.aws import AwsSandbox
 from guard.sandbox.github_server import DEFAULT_TOKEN, GitHubSandbox
 from guard.sandbox.scenarios import Scenario
 
+pytest_plugins = ["tests.support.guardrun", "tests.support.watchrun", "tests.support.remedyrun"]
+
 
 @pytest.fixture(scope="session")
 def aws_sandbox() -> Iterator[AwsSandbox]:
@@ -43,13 +45,3 @@ def github(github_sandbox: GitHubSandbox) -> GitHubSandbox:
     github_sandbox.reset()
     return github_sandbox
 
-
-from tests.guardrun import guard_fixture  # noqa: E402  (registers the `guard` fixture)
-
-__all__ = ["guard_fixture"]
-from tests.watchrun import sim_fixture, sweep_fixture  # noqa: E402  (registers `sim` and `sweep`)
-
-__all__ += ["sim_fixture", "sweep_fixture"]
-from tests.remedyrun import world_fixture  # noqa: E402  (registers `world`)
-
-__all__ += ["world_fixture"]

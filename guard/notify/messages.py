@@ -1,6 +1,7 @@
 """Notification messages: what was seen, the evidence, what was done and who must act, and their renderings.
 
 Messages never claim ownership ("acknowledged", "on it"): a human must always read them as a call to act.
+Text read from AWS or GitHub passes guard.redact before it is put in a message.
 Everything here is pure: building and rendering a message does no I/O.
 """
 
@@ -13,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from guard.models import Incident, Severity
+from guard.redact import scrub
 
 TEST_TITLE = "deploy-guard notification route test"
 _MAX_EVIDENCE = 20
@@ -69,11 +71,11 @@ class Notification:
         return cls(
             kind=kind,
             severity=incident.severity,
-            title=f"{incident.id} {_VERB[kind]}: {incident.title}",
-            summary=summary,
-            evidence=_incident_evidence(incident),
-            actions=tuple(actions),
-            who_must_act=who_must_act or f"the on-call engineer for {targets}",
+            title=scrub(f"{incident.id} {_VERB[kind]}: {incident.title}"),
+            summary=scrub(summary),
+            evidence=tuple(scrub(e) for e in _incident_evidence(incident)),
+            actions=tuple(scrub(a) for a in actions),
+            who_must_act=scrub(who_must_act or f"the on-call engineer for {targets}"),
             incident_id=incident.id,
             resources=incident.resources,
         )

@@ -12,7 +12,7 @@ import pytest
 from guard.agent.llm import LlmPlanner
 from guard.journal import EntryKind, Journal
 from guard.sandbox.anthropic_server import AnthropicSandbox, Turn, text, tool_use
-from tests.remedyrun import BAD, REPO, World, deploy
+from tests.support.remedyrun import BAD, REPO, World, deploy
 
 CANARY = "CANARYawsSecretKey0123456789abcdefghijklmn"
 

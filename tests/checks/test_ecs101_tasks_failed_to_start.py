@@ -5,7 +5,7 @@ from __future__ import annotations
 from guard.models import Cause
 from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.scenarios import Scenario
-from tests.watchrun import Sweep, steady_service
+from tests.support.watchrun import Sweep, steady_service
 
 
 def test_missing_image_on_deploy(aws: Scenario, sim: EcsSimulator, sweep: Sweep) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from guard.models import Cause
 from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.scenarios import Scenario
-from tests.watchrun import Sweep
+from tests.support.watchrun import Sweep
 
 
 def test_stall_is_reported_after_the_deadline_with_its_cause(aws: Scenario, sim: EcsSimulator,

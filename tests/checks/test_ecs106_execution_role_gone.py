@@ -5,7 +5,7 @@ from __future__ import annotations
 from guard.models import Cause
 from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.scenarios import Scenario
-from tests.watchrun import Sweep, steady_service
+from tests.support.watchrun import Sweep, steady_service
 
 
 def test_deleted_execution_role_is_a_latent_incident_then_the_same_active_one(aws: Scenario, sim: EcsSimulator,

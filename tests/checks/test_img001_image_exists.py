@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from guard.sandbox.scenarios import Scenario
-from tests.guardrun import GuardRun, export_task_definition
+from tests.support.guardrun import GuardRun, export_task_definition
 
 ACCOUNT = "123456789012"
 OTHER = "222222222222"

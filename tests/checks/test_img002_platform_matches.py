@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from guard.sandbox.scenarios import Scenario
-from tests.guardrun import GuardRun, export_task_definition
+from tests.support.guardrun import GuardRun, export_task_definition
 
 
 def _td(aws: Scenario, tmp_path: Path, image: str, arch: str = "X86_64") -> str:

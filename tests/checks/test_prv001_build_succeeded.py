@@ -8,7 +8,7 @@ import pytest
 
 from guard.sandbox.github_server import GitHubSandbox
 from guard.sandbox.scenarios import Scenario
-from tests.guardrun import GuardRun, export_task_definition
+from tests.support.guardrun import GuardRun, export_task_definition
 
 SHA = "3f2c1a9" + "0" * 33
 REPO = "acme/shop"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from guard.sandbox.scenarios import Scenario
-from tests.guardrun import GuardRun, export_task_definition
+from tests.support.guardrun import GuardRun, export_task_definition
 
 
 def test_log_group(aws: Scenario, guard: GuardRun, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from guard.sandbox.plans import (
     task_definition_change,
 )
 from guard.sandbox.scenarios import Scenario
-from tests.guardrun import GuardRun
+from tests.support.guardrun import GuardRun
 
 
 def _plan(tmp_path: Path, *changes: dict[str, object]) -> str:

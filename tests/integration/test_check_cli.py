@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from guard.sandbox.scenarios import Scenario
-from tests.guardrun import GuardRun, export_task_definition
+from tests.support.guardrun import GuardRun, export_task_definition
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "plans"
 

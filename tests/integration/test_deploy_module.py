@@ -11,7 +11,7 @@ import pytest
 
 from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.scenarios import Scenario
-from tests.watchrun import Sweep, steady_service
+from tests.support.watchrun import Sweep, steady_service
 
 MODULE = Path(__file__).parents[2] / "deploy" / "terraform"
 IAM_PREFIX = {"ecs": "ecs", "ecr": "ecr", "lambda": "lambda", "cloudwatch": "cloudwatch", "s3": "s3", "sns": "sns",

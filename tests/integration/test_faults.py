@@ -24,9 +24,9 @@ from guard.sandbox.faults import FaultProxy, operation
 from guard.sandbox.scenarios import Scenario
 from guard.state import LocalStore
 from guard.watch import Watchdog, WatchReport, WatchScope
-from tests.guardrun import GuardRun, export_task_definition
-from tests.remedyrun import World, deploy
-from tests.watchrun import steady_service
+from tests.support.guardrun import GuardRun, export_task_definition
+from tests.support.remedyrun import World, deploy
+from tests.support.watchrun import steady_service
 
 ATTEMPTS = 3
 BATCH_GET_IMAGE = "AmazonEC2ContainerRegistry_V20150921.BatchGetImage"

@@ -31,8 +31,8 @@ from guard.sandbox.faults import FaultProxy, operation
 from guard.sandbox.plans import PlannedTaskDefinition, plan_document, task_definition_change
 from guard.sandbox.scenarios import Scenario
 from tests.golden import GOLDEN_DIR, REGEN_ENV
-from tests.guardrun import GuardRun, export_task_definition
-from tests.watchrun import steady_service
+from tests.support.guardrun import GuardRun, export_task_definition
+from tests.support.watchrun import steady_service
 
 REGEN_COMMAND = ".venv/bin/python -m tests.golden.regen"
 _LOCAL_URL = re.compile(r"http://127\.0\.0\.1:\d+")

@@ -25,7 +25,7 @@ from guard.journal import (
 )
 from guard.sandbox.scenarios import Scenario
 from guard.state import DynamoStore, LocalStore, S3Store, StateStore
-from tests.racing import race
+from tests.support.racing import race
 
 BUCKET = "guard-journal"
 TABLE = "guard-journal"

@@ -12,7 +12,7 @@ from guard.lambda_handler import parse_trigger
 from guard.models import InputError
 from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.scenarios import Scenario
-from tests.watchrun import steady_service
+from tests.support.watchrun import steady_service
 
 EVENTS = Path(__file__).parents[1] / "events"
 

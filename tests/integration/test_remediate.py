@@ -11,7 +11,7 @@ from guard.agent.playbook import PlanContext, Strategy, playbook_planner
 from guard.journal import EntryKind, Journal
 from guard.models import Incident
 from guard.policy import KILL_SWITCH_ENV
-from tests.remedyrun import World, deploy
+from tests.support.remedyrun import World, deploy
 
 
 def test_two_concurrent_remediations_take_exactly_one_action(world: World) -> None:

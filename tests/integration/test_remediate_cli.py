@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from guard.cli import main
-from tests.remedyrun import World, deploy
+from tests.support.remedyrun import World, deploy
 
 
 @pytest.fixture

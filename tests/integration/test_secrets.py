@@ -37,8 +37,8 @@ from guard.redact import redact
 from guard.sandbox.anthropic_server import AnthropicSandbox, Turn, text, tool_use
 from guard.sandbox.github_server import ALL_PERMISSIONS
 from guard.sandbox.webhook_server import WebhookSandbox
-from tests.guardrun import export_task_definition
-from tests.remedyrun import BAD, GOOD, REPO, World, deploy
+from tests.support.guardrun import export_task_definition
+from tests.support.remedyrun import BAD, GOOD, REPO, World, deploy
 
 GITHUB_TOKEN = "ghs_CANARYgithubToken7c0ffee0123456789abcdef"
 WRONG_GITHUB_TOKEN = "ghp_CANARYwrongToken5deadbeef0123456789abc"

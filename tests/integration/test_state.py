@@ -28,7 +28,7 @@ from guard.state import (
     store_from_url,
     update_json,
 )
-from tests.racing import race
+from tests.support.racing import race
 
 BUCKET = "guard-state"
 TABLE = "guard-state"

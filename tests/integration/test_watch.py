@@ -16,7 +16,7 @@ from guard.sandbox.scenarios import Scenario
 from guard.sandbox.webhook_server import WebhookSandbox
 from guard.state import LocalStore
 from guard.watch import WatchScope
-from tests.watchrun import Sweep, steady_service
+from tests.support.watchrun import Sweep, steady_service
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from guard.config import Allow, Mode
 from guard.journal import EntryKind, Journal
 from guard.models import Cause
-from tests.remedyrun import World, deploy
+from tests.support.remedyrun import World, deploy
 
 
 def test_bad_deploy_rolled_back_to_known_good(world: World) -> None:

@@ -7,7 +7,7 @@ import pytest
 from guard.actions import make_action
 from guard.notify.routes import SlackRoute
 from guard.sandbox.webhook_server import WebhookSandbox
-from tests.remedyrun import World
+from tests.support.remedyrun import World
 
 
 def test_escalation_reaches_the_webhook_and_fails_loudly_when_it_cannot(world: World) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from guard.models import Cause
-from tests.remedyrun import World
+from tests.support.remedyrun import World
 
 
 def test_alias_rolled_back_to_the_known_good_version(world: World) -> None:

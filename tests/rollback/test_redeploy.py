@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from guard.actions import action_from_json, make_action
-from tests.remedyrun import World, deploy
+from tests.support.remedyrun import World, deploy
 
 
 def test_redeploy_waits_for_the_image(world: World) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from guard.journal import EntryKind, Journal
 from guard.models import Cause
-from tests.remedyrun import BAD, REPO, World, deploy
+from tests.support.remedyrun import BAD, REPO, World, deploy
 
 
 def test_cancelled_build_is_rerun_and_services_redeployed(world: World) -> None:

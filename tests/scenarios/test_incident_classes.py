@@ -19,9 +19,9 @@ from guard.sandbox.ecs_sim import PULL_WRONG_PLATFORM, EcsSimulator
 from guard.sandbox.lifecycle import apply_lifecycle_policies, put_lifecycle_policy
 from guard.sandbox.scenarios import Scenario
 from guard.sandbox.webhook_server import WebhookSandbox
-from tests.guardrun import GuardRun, export_task_definition
-from tests.remedyrun import GOOD, World
-from tests.watchrun import Sweep, steady_service
+from tests.support.guardrun import GuardRun, export_task_definition
+from tests.support.remedyrun import GOOD, World
+from tests.support.watchrun import Sweep, steady_service
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,8 @@ import pytest
 from guard.actions import Action, make_action
 from guard.config import Allow, Mode, RemediateConfig
 from guard.gateways.aws import AwsSession, AwsSettings
-from guard.policy import KILL_SWITCH_ENV, RATE_KEY, PolicyGate
+from guard.policy import KILL_SWITCH_ENV, PolicyGate
+from guard.records import RATE_KEY
 from guard.sandbox.scenarios import Scenario
 from guard.state import LocalStore, read_json
 

@@ -1,0 +1,1 @@
+"""The sandbox's own tests: the moto fills, the ECS simulator, the GitHub and Anthropic servers."""

@@ -1,0 +1,1 @@
+"""Shared test helpers, registered as pytest plugins by tests/conftest.py."""

@@ -7,22 +7,30 @@ import logging
 import sys
 from pathlib import Path
 
-from bench import gate, load, remediate, watch
+from bench import gate, load, package, remediate, rollback, watch
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> int:
-    """`python -m bench [gate|watch|remediate|load]... [SIZE]...` (default: all; sizes 10, 100, 1000)."""
+    """`python -m bench [gate|watch|rollback|remediate|load|package]... [SIZE]...` (default: all, default sizes).
+
+    SIZE is a gate's container count, or a watch's service count (swept in one cluster and in clusters of 50).
+    """
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     RESULTS.mkdir(exist_ok=True)
-    names = [a for a in sys.argv[1:] if not a.isdigit()] or ["gate", "watch", "remediate", "load"]
-    sizes = tuple(int(a) for a in sys.argv[1:] if a.isdigit()) or (10, 100, 1000)
+    names = [a for a in sys.argv[1:] if not a.isdigit()] or ["gate", "watch", "rollback", "remediate", "load",
+                                                              "package"]
+    sizes = tuple(int(a) for a in sys.argv[1:] if a.isdigit())
     for name in names:
-        if name in ("gate", "watch"):
-            figures = {"gate": gate.run, "watch": watch.run}[name](sizes)
+        if name == "gate":
+            figures = gate.run(sizes) if sizes else gate.run()
+        elif name == "watch":
+            figures = watch.run(tuple(s for n in sizes for s in ((n, 1), (n, max(1, n // 50))))) if sizes \
+                else watch.run()
         else:
-            figures = {"remediate": remediate.run, "load": load.run}[name]()
+            figures = {"rollback": rollback.run, "remediate": remediate.run, "load": load.run,
+                       "package": package.run}[name]()
         (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
         print(json.dumps(figures, indent=2))
     return 0

@@ -1,105 +1,121 @@
-"""Gate benchmark: API calls against the computed minimum, wall time against a naive per-image loop."""
+"""Gate benchmark: `guard check` of one task definition, every check on, as a cold process, at 0 and 20 ms per call.
+
+Each container has an image (half of them shared), a Secrets Manager secret and an awslogs group; the task has an
+execution role and a task role. The naive baseline is what a per-reference script does, one call at a time.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from guard import gate
-from guard.config import GuardConfig
-from guard.context import CheckContext, Commit
-from guard.gate import GateInputs, build_plan
+from bench.meta import LATENCIES_MS, RUNS, environment, fresh_sandbox, latency, run_guard, spread
 from guard.gateways.aws import AwsSession
-from guard.models import DeployPlan, ImageRef
-from guard.runtime import Runtime
 from guard.sandbox.aws import AwsSandbox
-from guard.sandbox.plans import PlannedTaskDefinition, plan_document, task_definition_change
 from guard.sandbox.scenarios import Scenario
 
 REPOSITORIES = 10
-CONTAINERS_PER_TASK = 5
-ONLY = frozenset({"IMG001", "IMG002"})
+NAIVE_SAMPLE = 100  # above this many containers the naive loop is timed (once) on a sample and scaled
 
 
-def _seed(scenario: Scenario, containers: int) -> list[PlannedTaskDefinition]:
-    """`containers` references over 10 repositories; half the references repeat a shared sidecar image."""
+def _seed(scenario: Scenario, containers: int) -> dict[str, Any]:
+    """A task definition document of `containers` containers over 10 repositories, every reference existing."""
     distinct = max(1, containers // 2)
     uris = []
     for i in range(distinct):
         repo = f"bench/r{i % REPOSITORIES}"
         uri = scenario.repository(repo)
-        scenario.push_image(repo, f"t{i}", arch="amd64" if i % 4 else "arm64")
+        scenario.push_image(repo, f"t{i}")
         uris.append(f"{uri}:t{i}")
-    refs = [uris[i % distinct] for i in range(containers)]
-    tasks = []
-    for t in range(math.ceil(containers / CONTAINERS_PER_TASK)):
-        chunk = refs[t * CONTAINERS_PER_TASK : (t + 1) * CONTAINERS_PER_TASK]
-        tasks.append(PlannedTaskDefinition(f"svc{t}", [(f"c{j}", u) for j, u in enumerate(chunk)],
-                                           module=f"module.svc{t}", arch="X86_64" if t % 3 else "ARM64"))
-    return tasks
+    definitions = []
+    for i in range(containers):
+        secret = scenario.secret(f"bench/s{i}")
+        scenario.log_group(f"/bench/c{i}")
+        definitions.append({
+            "name": f"c{i}", "image": uris[i % distinct], "essential": i == 0,
+            "secrets": [{"name": "TOKEN", "valueFrom": secret}],
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": f"/bench/c{i}", "awslogs-region": scenario.sandbox.region,
+                "awslogs-stream-prefix": "bench"}},
+        })
+    return {"family": "bench", "requiresCompatibilities": ["FARGATE"], "networkMode": "awsvpc", "cpu": "256",
+            "memory": "512", "executionRoleArn": scenario.role("bench-exec"),
+            "taskRoleArn": scenario.role("bench-task"), "containerDefinitions": definitions}
 
 
-def minimum_calls(plan: DeployPlan) -> int:
-    """One BatchGetImage per 100 distinct IDs per repository, plus two reads per distinct config blob."""
-    per_repo: dict[tuple[str, str, str], set[str]] = {}
-    for ref in plan.images():
-        per_repo.setdefault(ref.key, set()).add(ref.reference)
-    batches = sum(math.ceil(len(ids) / 100) for ids in per_repo.values())
-    return batches + 2 * len(plan.images())
+def minimum_calls(td: dict[str, Any]) -> int:
+    """BatchGetImage per repository (under 100 IDs each), two config reads per distinct image, one lookup per
+    distinct secret, log group and role, one STS call for the account."""
+    images = {c["image"] for c in td["containerDefinitions"]}
+    repos = {i.split("/", 1)[1].rsplit(":", 1)[0] for i in images}
+    secrets = {s["valueFrom"] for c in td["containerDefinitions"] for s in c.get("secrets", [])}
+    groups = {c["logConfiguration"]["options"]["awslogs-group"] for c in td["containerDefinitions"]}
+    per_repo = math.ceil(len(images) / len(repos) / 100)
+    return len(repos) * per_repo + 2 * len(images) + len(secrets) + len(groups) + 2 + 1
 
 
-def naive(plan: DeployPlan, aws: AwsSession) -> float:  # counted by `aws.stats` (blob GETs excluded)
-    """What a per-container script does: one lookup and one platform read per container, in sequence."""
+def naive(td: dict[str, Any], limit: int | None = None) -> tuple[float, int]:
+    """Per reference, in sequence: image lookup and platform read, secret, log group; then each role.
+    Returns (seconds, API calls) over the first `limit` containers."""
+    aws = AwsSession()
+    ecr, sm, logs, iam = (aws.client(s) for s in ("ecr", "secretsmanager", "logs", "iam"))
     started = time.monotonic()
-    for target in plan.targets:
-        for c in target.containers:
-            ref: ImageRef = c.image  # type: ignore[assignment]
-            ecr = aws.client("ecr", ref.region)
-            image = ecr.batch_get_image(repositoryName=ref.repository, imageIds=[{"imageTag": ref.tag}])["images"][0]
-            digest = json.loads(image["imageManifest"])["config"]["digest"]
-            url = ecr.get_download_url_for_layer(repositoryName=ref.repository, layerDigest=digest)["downloadUrl"]
-            with urllib.request.urlopen(url) as resp:
-                json.loads(resp.read())
-    return time.monotonic() - started
+    for c in td["containerDefinitions"][:limit]:
+        repo, tag = c["image"].split("/", 1)[1].rsplit(":", 1)
+        image = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": tag}])["images"][0]
+        digest = json.loads(image["imageManifest"])["config"]["digest"]
+        url = ecr.get_download_url_for_layer(repositoryName=repo, layerDigest=digest)["downloadUrl"]
+        with urllib.request.urlopen(url) as resp:
+            json.loads(resp.read())
+        for s in c["secrets"]:
+            sm.describe_secret(SecretId=s["valueFrom"])
+        logs.describe_log_groups(logGroupNamePrefix=c["logConfiguration"]["options"]["awslogs-group"])
+    for role in (td["executionRoleArn"], td["taskRoleArn"]):
+        iam.get_role(RoleName=role.rsplit("/", 1)[-1])
+    return time.monotonic() - started, aws.stats.total_calls
 
 
-def run(sizes: tuple[int, ...] = (10, 100, 1000)) -> dict[str, Any]:
-    """Measure each size on a fresh sandbox; return the figures."""
-    out: dict[str, Any] = {"benchmark": "guard check", "sizes": []}
-    with AwsSandbox() as sandbox:
-        import os
+def _measure(sandbox: AwsSandbox, td: dict[str, Any], ms: int, tmp: Path) -> dict[str, Any]:
+    size = len(td["containerDefinitions"])
+    path = tmp / "td.json"
+    path.write_text(json.dumps(td))
+    with latency(sandbox, ms):
+        runs = [run_guard(["check", "--task-def", str(path), "--format", "json"], tmp) for _ in range(RUNS)]
+        sample = NAIVE_SAMPLE if size > NAIVE_SAMPLE else None
+        naive_runs = [naive(td, sample) for _ in range(1 if sample else RUNS)]
+    scale = size / sample if sample else 1.0
+    report = runs[0]["report"]
+    calls = report["stats"]["api_calls"]
+    walls = [r["wall_s"] for r in runs]
+    naive_walls = [s * scale for s, _ in naive_runs]
+    minimum = minimum_calls(td)
+    return {
+        "containers": size, "added_latency_ms": ms,
+        "checks_run": report.get("checks_run"),
+        "findings": len(report.get("findings", [])), "unverified": len(report.get("unverified", [])),
+        "api_calls": calls["by_api"], "api_calls_total": calls["total"], "api_calls_minimum": minimum,
+        "api_calls_over_minimum": round(calls["total"] / minimum, 3),
+        "wall_s_cold_process": spread(walls),
+        "peak_rss_mib_guard_process": spread([r["peak_rss_mib"] for r in runs], 1),
+        "naive_api_calls": round(naive_runs[0][1] * scale),
+        "naive_wall_s": spread(naive_walls),
+        "naive_measured_on": f"first {sample} containers, scaled x{scale:g}" if sample else "every container",
+        "speedup_median": round(statistics.median(naive_walls) / statistics.median(walls), 2),
+    }
 
-        os.environ.update(sandbox.environ())
-        for size in sizes:
-            sandbox.reset()
-            tasks = _seed(Scenario(sandbox), size)
-            path = Path(f"/tmp/deploy-guard-bench-{size}.json")
-            path.write_text(json.dumps(plan_document([task_definition_change(t) for t in tasks])))
-            runtime = Runtime(GuardConfig(disabled=frozenset({
-                "IMG003", "PRV001", "CFG001", "REF001", "REF002", "REF003", "TFP001"})))
-            ctx = runtime.check_context(Commit(None, None))
-            report = gate.run(GateInputs(plans=(path,)), ctx)
-            plan = build_plan(GateInputs(plans=(path,)), CheckContext(AwsSession()))
-            naive_aws = AwsSession()
-            naive_s = naive(plan, naive_aws)
-            path.unlink()
-            calls = report.stats["total"]
-            minimum = minimum_calls(plan)
-            out["sizes"].append({
-                "containers": size,
-                "distinct_images": len(plan.images()),
-                "api_calls": report.stats["by_api"],
-                "api_calls_total": calls,
-                "api_calls_minimum": minimum,
-                "api_calls_over_minimum": round(calls / minimum, 3),
-                "naive_api_calls": naive_aws.stats.total_calls + size,
-                "wall_s": report.duration_s,
-                "naive_wall_s": round(naive_s, 3),
-                "speedup": round(naive_s / report.duration_s, 2) if report.duration_s else None,
-                "findings": len(report.findings),
-            })
+
+def run(sizes: tuple[int, ...] = (100, 1000)) -> dict[str, Any]:
+    """Each size on a fresh sandbox, at every added latency."""
+    out: dict[str, Any] = {"benchmark": "guard check (every check on)", "environment": environment(), "sizes": []}
+    for size in sizes:
+        with fresh_sandbox() as sandbox, tempfile.TemporaryDirectory() as tmp:
+            td = _seed(Scenario(sandbox), size)
+            for ms in LATENCIES_MS:
+                out["sizes"].append(_measure(sandbox, td, ms, Path(tmp)))
     return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import statistics
 import tempfile
 import time
@@ -11,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.meta import LATENCIES_MS, environment, fresh_sandbox, latency, spread
 from guard.agent.playbook import playbook_planner
 from guard.config import Allow, GuardConfig, Mode, RemediateConfig
 from guard.journal import EntryKind, Journal
@@ -21,7 +21,6 @@ from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.scenarios import Scenario
 from guard.state import StateStore
 
-POLL_S = 15
 SWITCH = "/deploy-guard/kill-switch"
 
 
@@ -88,38 +87,46 @@ def run(runs: int = 5) -> dict[str, Any]:
     """Containment and kill-switch latency over `runs` replays each."""
     config = RemediateConfig(mode=Mode.ACT, allow=(Allow("ecs:prod/*", ("ecs_rollback", "redeploy")),),
                              kill_switch_parameter=SWITCH)
+    out: dict[str, Any] = {"benchmark": "guard remediate", "environment": environment(), "runs": runs,
+                           "latencies": []}
+    with fresh_sandbox() as sandbox, tempfile.TemporaryDirectory() as tmp:
+        for ms in LATENCIES_MS:
+            with latency(sandbox, ms):
+                out["latencies"].append(_replays(sandbox, Path(tmp) / str(ms), config, runs, ms))
+    return out
+
+
+def _replays(sandbox: AwsSandbox, root: Path, config: RemediateConfig, runs: int, ms: int) -> dict[str, Any]:
     containment: list[dict[str, float]] = []
     switch_checks: list[float] = []
     refusals: list[float] = []
-    with AwsSandbox() as sandbox, tempfile.TemporaryDirectory() as tmp:
-        os.environ.update(sandbox.environ())
-        for i in range(runs):
-            _, sim, _, incident = _incident(sandbox, Path(tmp) / f"c{i}")
-            waited: list[float] = []
-            runtime = _runtime(sim, Path(tmp) / f"c{i}", config, waited)
-            started = time.monotonic()
-            report = runtime.remediator(playbook_planner, "bench").run(incident, mode=Mode.ACT)
-            if report.status is not RemediationStatus.REPAIRED:
-                raise AssertionError(f"containment replay did not repair: {report.to_json()}")
-            containment.append({"wall_s": time.monotonic() - started, "simulated_s": sum(waited),
-                                "api_calls": runtime.aws.stats.total_calls})
-            refusal, check = _kill_switch_latency(sandbox, Path(tmp) / f"k{i}", config)
-            refusals.append(refusal)
-            switch_checks.append(check)
+    for i in range(runs):
+        scenario, sim, _, incident = _incident(sandbox, root / f"c{i}")
+        scenario.client("ssm").put_parameter(Name=SWITCH, Value="off", Type="String", Overwrite=True)
+        waited: list[float] = []
+        runtime = _runtime(sim, root / f"c{i}", config, waited)
+        started = time.monotonic()
+        report = runtime.remediator(playbook_planner, "bench").run(incident, mode=Mode.ACT)
+        if report.status is not RemediationStatus.REPAIRED:
+            raise AssertionError(f"containment replay did not repair: {report.to_json()}")
+        containment.append({"wall_s": time.monotonic() - started, "simulated_s": sum(waited),
+                            "api_calls": runtime.aws.stats.total_calls})
+        refusal, check = _kill_switch_latency(sandbox, root / f"k{i}", config)
+        refusals.append(refusal)
+        switch_checks.append(check)
     return {
-        "benchmark": "guard remediate",
-        "runs": runs,
+        "added_latency_ms": ms,
         "containment": {
             "description": "incident open -> rollback verified steady (wall time in the sandbox; simulated "
-                           f"time = ECS poll waits at {POLL_S}s each)",
-            "wall_s_median": round(statistics.median(c["wall_s"] for c in containment), 3),
-            "simulated_s_median": statistics.median(c["simulated_s"] for c in containment),
+                           "time = the ECS poll waits, 1 s then doubling up to poll_seconds)",
+            "wall_s": spread([c["wall_s"] for c in containment]),
+            "simulated_s": spread([c["simulated_s"] for c in containment]),
             "api_calls_median": statistics.median(c["api_calls"] for c in containment),
         },
         "kill_switch": {
             "description": "switch set (SSM parameter) -> the next action refused; the switch is read "
                            "immediately before every action, so the bound is one SSM GetParameter",
-            "switch_to_refusal_s_median": round(statistics.median(refusals), 4),
-            "check_s_median": round(statistics.median(switch_checks), 4),
+            "switch_to_refusal_s": spread(refusals, 4),
+            "check_s": spread(switch_checks, 4),
         },
     }

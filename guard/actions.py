@@ -16,6 +16,8 @@ from guard.discovery import discover
 from guard.gateways.aws import AwsSession
 from guard.models import InputError
 
+FIRST_POLL_S = 1.0  # an ECS rollback or a Lambda update is often done within seconds
+
 if TYPE_CHECKING:
     from guard.gateways.github import PyGithubGateway
     from guard.notify.routes import Route
@@ -59,16 +61,19 @@ class ActionContext:
         return self._github
 
     def until(self, what: str, probe: Callable[[], Outcome]) -> Outcome:
-        """Poll `probe` until ok or the timeout; each wait goes through the injected sleeper."""
+        """Poll `probe` until ok or the timeout, waiting (through the injected sleeper) about a second after the
+        first probe, then twice as long each time up to `poll_s`."""
         waited = 0.0
+        delay = min(FIRST_POLL_S, self.poll_s)
         while True:
             result = probe()
             if result.ok or waited >= self.timeout_s:
                 return result if result.ok else Outcome(False, f"timed out after {waited:.0f}s waiting for "
                                                                f"{what}: {result.reason}", result.evidence)
             self.progress(f"waiting for {what}: {result.reason}")
-            self.wait(self.poll_s)
-            waited += self.poll_s
+            self.wait(delay)
+            waited += delay
+            delay = min(delay * 2, self.poll_s)
 
 
 class Action(ABC):

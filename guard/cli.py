@@ -26,10 +26,51 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class GlobalOptions:
-    """Options shared by every verb."""
+    """Options shared by every verb, accepted before or after it."""
 
     config: Path | None
     debug: bool
+    region: str | None = None
+    profile: str | None = None
+
+
+_VALUED = ("--config", "--region", "--profile")
+_FLAGS = ("--debug",)
+
+
+def hoist_global_options(args: list[str], verbs: set[str]) -> list[str]:
+    """Move global options written after the verb in front of it (`guard check --region X` as the AWS CLI)."""
+    i = 0
+    while i < len(args) and args[i] not in verbs:
+        i += 2 if args[i] in _VALUED else 1
+    if i >= len(args):
+        return args
+    head, verb, rest = args[:i], args[i], args[i + 1:]
+    moved: list[str] = []
+    kept: list[str] = []
+    j = 0
+    while j < len(rest):
+        token = rest[j]
+        if token == "--":
+            kept += rest[j:]
+            break
+        if token in _FLAGS or token.startswith(tuple(f"{o}=" for o in _VALUED)):
+            moved.append(token)
+        elif token in _VALUED and j + 1 < len(rest):
+            moved += rest[j:j + 2]
+            j += 1
+        else:
+            kept.append(token)
+        j += 1
+    return [*head, *moved, verb, *kept]
+
+
+class _Guard(click.Group):
+    """The `guard` group: global options may also follow the verb."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Hoist global options, then parse as usual."""
+        return super().parse_args(ctx, hoist_global_options(args, set(self.commands)))
 
 
 def _fail(message: str, code: ExitCode) -> None:
@@ -51,9 +92,17 @@ def _exit_on_bad_input(unreadable: str = "could not verify") -> Iterator[None]:
 
 
 def _runtime(opts: GlobalOptions, **overrides: Any) -> Runtime:
-    """The runtime for this invocation (configuration read and validated whole)."""
+    """The runtime for this invocation (configuration read and validated whole; --region, --profile applied)."""
     from guard.runtime import Runtime
 
+    if opts.region or opts.profile:
+        from dataclasses import replace
+
+        from guard.gateways.aws import AwsSettings
+
+        settings = overrides.get("settings") or AwsSettings()
+        overrides["settings"] = replace(settings, region=opts.region or settings.region,
+                                        profile=opts.profile or settings.profile)
     return Runtime.load(opts.config, **overrides)
 
 
@@ -63,21 +112,24 @@ def _console() -> Console:
     return Console(emoji=False, highlight=False)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=_Guard, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="deploy-guard", prog_name="guard")
 @click.option("--config", type=click.Path(path_type=Path), help="guard.toml (default: ./guard.toml or "
               "[tool.guard] in ./pyproject.toml).")
+@click.option("--region", help="AWS region (default: AWS_REGION, then the profile's region).")
+@click.option("--profile", help="AWS named profile (default: the standard credential chain).")
 @click.option("--debug", is_flag=True, help="Print tracebacks of crashed checks to stderr.")
 @click.pass_context
-def main(ctx: click.Context, config: Path | None, debug: bool) -> None:
+def main(ctx: click.Context, config: Path | None, region: str | None, profile: str | None, debug: bool) -> None:
     """deploy-guard: stop broken deploys before they land.
 
-    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage or input error, 3 could not verify.
+    Global options may come before or after the verb. Exit codes: 0 clean, 1 findings at or above
+    --fail-on, 2 usage or input error, 3 could not verify.
     """
     from guard.logs import quiet_wire_loggers
 
     quiet_wire_loggers()
-    ctx.obj = GlobalOptions(config, debug)
+    ctx.obj = GlobalOptions(config, debug, region, profile)
 
 
 @main.command()
@@ -129,9 +181,10 @@ def check(opts: GlobalOptions, plans: tuple[Path, ...], task_defs: tuple[Path, .
 @click.option("--once", is_flag=True, help="One sweep, then exit with its code.")
 @click.option("--interval", type=click.IntRange(min=5), help="Seconds between sweeps (default: [watch] or 60).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--verbose", "-v", is_flag=True, help="Show each incident's evidence per resource.")
 @click.pass_obj
 def watch(opts: GlobalOptions, clusters: tuple[str, ...], services: tuple[str, ...], functions: tuple[str, ...],
-          no_lambda: bool, state: str | None, once: bool, interval: int | None, fmt: str) -> None:
+          no_lambda: bool, state: str | None, once: bool, interval: int | None, fmt: str, verbose: bool) -> None:
     """Sweep ECS services and Lambda functions for failures and latent hazards; report incidents."""
     from guard.report.render import emit_watch
     from guard.watch import watch_loop
@@ -143,7 +196,7 @@ def watch(opts: GlobalOptions, clusters: tuple[str, ...], services: tuple[str, .
         dog, scope = runtime.watchdog(), runtime.watch_scope(clusters, services, functions, no_lambda=no_lambda)
         for report in watch_loop(dog, scope, interval or runtime.config.watch.interval_seconds, once=once,
                                  debug=opts.debug):
-            emit_watch(report, fmt, _console())
+            emit_watch(report, fmt, _console(), verbose=verbose, stamp=not once)
     sys.exit(int(report.exit_code))
 
 
@@ -162,8 +215,8 @@ def notify(opts: GlobalOptions, test_routes: bool) -> None:
     for r in results:
         click.echo(f"{'ok    ' if r.ok else 'FAILED'} {r.route}" + (f": {r.error}" if r.error else ""))
     if len(routes) == 1:
-        click.echo("warning: no routes configured in [notify]: incidents reach only this process's output",
-                   err=True)
+        _fail("no routes configured in [notify]: incidents would reach only this process's output; add a "
+              "[[notify.routes]] table (slack, sns, github_issue or github_status)", ExitCode.FINDINGS)
     sys.exit(int(ExitCode.FINDINGS if any(not r.ok for r in results) else ExitCode.CLEAN))
 
 
@@ -172,23 +225,31 @@ def notify(opts: GlobalOptions, test_routes: bool) -> None:
 @click.option("--mode", type=click.Choice(["observe", "propose", "act"]), help="Default: [remediate] mode, "
               "else observe.")
 @click.option("--dry-run", is_flag=True, help="Plan and show every decision; change nothing.")
+@click.option("--take-over", is_flag=True, help="Take the incident from whoever holds it (journaled); needs "
+              "INCIDENT_ID.")
 @click.option("--state", help="Watchdog state (default: [watch] state).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_obj
-def remediate(opts: GlobalOptions, incident_id: str | None, mode: str | None, dry_run: bool, state: str | None,
-              fmt: str) -> None:
+def remediate(opts: GlobalOptions, incident_id: str | None, mode: str | None, dry_run: bool, take_over: bool,
+              state: str | None, fmt: str) -> None:
     """Plan and, within policy, repair open incidents; every step is journaled."""
     from guard.config import Mode
     from guard.records import open_incident_ids
+    from guard.remediate import default_actor
     from guard.report.render import emit_remediation
 
+    if take_over and not incident_id:
+        _fail("--take-over needs the INCIDENT_ID to take over", ExitCode.USAGE)
     with _exit_on_bad_input():
         runtime = _runtime(opts, state=state, stdout_route=sys.stderr)
-        remediator = runtime.remediator()
+        remediator = runtime.remediator(actor=f"person via guard remediate ({default_actor()})" if take_over else None)
         run_mode = Mode(mode) if mode else runtime.config.remediate.mode
         ids = [incident_id] if incident_id else open_incident_ids(runtime.store)
-        reports = [remediator.run(i, mode=run_mode, dry_run=dry_run) for i in ids]
+        reports = [remediator.run(i, mode=run_mode, dry_run=dry_run, take_over=take_over) for i in ids]
     emit_remediation(reports, fmt, dry_run, click.echo)
+    for report in reports:
+        for note in report.notes:
+            click.echo(f"{report.incident_id}: {note}", err=True)
     sys.exit(int(max((r.exit_code for r in reports), default=ExitCode.CLEAN)))
 
 
@@ -198,10 +259,12 @@ def remediate(opts: GlobalOptions, incident_id: str | None, mode: str | None, dr
 @click.option("--to", "target", help="Task definition ARN or Lambda version (default: the recorded known-good).")
 @click.option("--alias", help="Lambda alias (default: [remediate] lambda_alias, else live).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force-unrecorded", is_flag=True, help="Allow a --to target never recorded healthy without asking "
+              "(journaled as a person's choice).")
 @click.option("--state", help="Watchdog state holding the known-good records (default: [watch] state).")
 @click.pass_obj
 def rollback(opts: GlobalOptions, service: str | None, function: str | None, target: str | None,
-             alias: str | None, yes: bool, state: str | None) -> None:
+             alias: str | None, yes: bool, force_unrecorded: bool, state: str | None) -> None:
     """Roll one service or Lambda alias back to its known-good revision, and wait until it is steady."""
     from guard.manual import manual_rollback
 
@@ -210,7 +273,8 @@ def rollback(opts: GlobalOptions, service: str | None, function: str | None, tar
     with _exit_on_bad_input():
         runtime = _runtime(opts, state=state, stdout_route=sys.stderr)
         code = manual_rollback(runtime, service=service, function=function, target=target, alias=alias,
-                               confirm=None if yes else click.confirm, echo=click.echo)
+                               confirm=None if yes else click.confirm, echo=click.echo,
+                               force_unrecorded=force_unrecorded)
     sys.exit(int(code))
 
 
@@ -247,11 +311,15 @@ def iam_policy(opts: GlobalOptions, roles: tuple[str, ...]) -> None:
 
 
 @main.command("checks")
-def list_checks() -> None:
-    """List every check with its ID, default severity and what it proves."""
-    from guard.docs import render_catalogue
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown"]), default="table", show_default=True)
+def list_checks(fmt: str) -> None:
+    """List every check, watcher and deploy-guard's own outcome IDs (markdown adds what each proves)."""
+    from guard.docs import render_catalogue, render_catalogue_table
 
-    click.echo(render_catalogue(), nl=False)
+    if fmt == "markdown":
+        click.echo(render_catalogue(), nl=False)
+    else:
+        render_catalogue_table(_console())
 
 
 @main.command()
@@ -265,3 +333,30 @@ def demo() -> None:
     from guard.sandbox.demo import run_demo
 
     sys.exit(run_demo())
+
+
+@main.command()
+@click.option("--service", "services", multiple=True, metavar="CLUSTER/SERVICE[=TASK_DEFINITION]",
+              help="Service whose deployment to wait for (default revision: the deployment in flight).")
+@click.option("--lambda", "functions", multiple=True, metavar="FUNCTION[=IMAGE_URI]",
+              help="Function whose code update to wait for.")
+@click.option("--timeout", type=click.IntRange(min=1), default=900, show_default=True, help="Deadline in seconds.")
+@click.option("--poll", type=click.IntRange(min=1), default=15, show_default=True, help="Seconds between looks.")
+@click.option("--rollback", "roll_back", is_flag=True, help="Roll failed targets back to their known-good revision "
+              "through the policy gate.")
+@click.option("--state", help="Watchdog state holding the known-good records (default: [watch] state).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def verify(opts: GlobalOptions, services: tuple[str, ...], functions: tuple[str, ...], timeout: int, poll: int,
+           roll_back: bool, state: str | None, fmt: str) -> None:
+    """Wait for deployed services and functions to reach their new revision; fail with the cause if they do not."""
+    from guard.report.render import emit_verify
+    from guard.verify import VerifyOptions, parse_targets, run_verify
+
+    with _exit_on_bad_input():
+        targets = parse_targets(services, functions)
+        runtime = _runtime(opts, state=state)
+        options = VerifyOptions(timeout, poll, runtime.config.watch.crash_threshold)
+        report = run_verify(runtime, targets, options, rollback=roll_back)
+    emit_verify(report, fmt, _console())
+    sys.exit(int(report.exit_code))

@@ -20,6 +20,7 @@ DEFAULT_MODEL = "claude-sonnet-4-6"
 DEFAULT_SLACK_URL_ENV = "SLACK_WEBHOOK_URL"
 # Upper bound of every integer setting: larger values overflow timedelta/sleep far from the config.
 MAX_SETTING = 10**9
+MAX_WORKERS = 32  # one botocore connection pool (32) per client
 REPO_PATTERN = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 SHA_PATTERN = re.compile(r"[0-9a-f]{40}")
 SNS_ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:sns:(?P<region>[a-z0-9-]+):\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
@@ -151,11 +152,13 @@ class GuardConfig:
     severity: Mapping[str, Severity] = field(default_factory=dict)
     disabled: frozenset[str] = frozenset()
     build_workflows: tuple[str, ...] = ()
+    build_jobs: tuple[str, ...] = ()
     account_roles: Mapping[str, str] = field(default_factory=dict)
     parity: ParityConfig = ParityConfig()
     watch: WatchConfig = WatchConfig()
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     remediate: RemediateConfig = field(default_factory=RemediateConfig)
+    workers: int = 16  # concurrent AWS reads (gate references, watch batches); botocore retries throttling
     source: str = "defaults"
 
 
@@ -328,13 +331,17 @@ def parse_remediate_config(table: Mapping[str, Any], source: str) -> RemediateCo
         rules.append(Allow(entry["resource"], tuple(map(str, entry["actions"]))))
     values: dict[str, Any] = {n: int(table[n]) for n in ints if n in table}
     values.update({n: str(table[n]) for n in strs if n in table})
-    return RemediateConfig(mode=mode, allow=tuple(rules), **values)
+    config = RemediateConfig(mode=mode, allow=tuple(rules), **values)
+    if config.poll_seconds * 3 > config.lock_ttl_seconds:
+        raise InputError(f"{source}: remediate.poll_seconds ({config.poll_seconds}) must be at most a third of "
+                         f"lock_ttl_seconds ({config.lock_ttl_seconds}): the claim is renewed between polls")
+    return config
 
 
 def parse_config(table: Mapping[str, Any], source: str) -> GuardConfig:
     """Validate a `[tool.guard]` table; unknown keys are refused so typos never pass silently."""
-    known = {"fail_on", "severity", "disabled", "build_workflows", "accounts", "parity", "watch", "notify",
-             "remediate"}
+    known = {"fail_on", "severity", "disabled", "build_workflows", "build_jobs", "accounts", "parity", "watch",
+             "notify", "remediate", "workers"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise InputError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -355,17 +362,22 @@ def parse_config(table: Mapping[str, Any], source: str) -> GuardConfig:
         isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) and s for s in p) for p in replace
     ):
         raise InputError(f"{source}: parity.replace must be a list of [staging, prod] string pairs")
+    workers = table.get("workers", GuardConfig.workers)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+        raise InputError(f"{source}: workers must be an integer from 1 to {MAX_WORKERS}")
     return GuardConfig(
         fail_on=_severity(table.get("fail_on", "error"), f"{source}: fail_on"),
         severity={str(k): _severity(v, f"{source}: severity.{k}") for k, v in sev.items()},
         disabled=frozenset(_strs(table.get("disabled", []), f"{source}: disabled")),
         build_workflows=_strs(table.get("build_workflows", []), f"{source}: build_workflows"),
+        build_jobs=_strs(table.get("build_jobs", []), f"{source}: build_jobs"),
         account_roles=dict(accounts),
         parity=ParityConfig(tuple((a, b) for a, b in replace),
                             _strs(parity.get("ignore", []), f"{source}: parity.ignore")),
         watch=_watch(table.get("watch", {}), source),
         notify=parse_notify_config(_table(table.get("notify", {}), f"{source}: notify"), source),
         remediate=parse_remediate_config(_table(table.get("remediate", {}), f"{source}: remediate"), source),
+        workers=workers,
         source=source,
     )
 

@@ -62,7 +62,7 @@ class CheckContext:
 
     def __post_init__(self) -> None:
         self.ecr: EcrReader = Boto3Ecr(self.aws)
-        self.refs = Boto3Refs(self.aws)
+        self.refs = Boto3Refs(self.aws, self.config.workers)
 
     @property
     def github(self) -> GitHubReader:

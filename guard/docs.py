@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import inspect
+from typing import TYPE_CHECKING
 
 from guard.check import Check
+from guard.outcomes import OWN_OUTCOMES
 from guard.registry import all_rules
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def render_catalogue() -> str:
@@ -17,11 +22,29 @@ def render_catalogue() -> str:
     for cid, cls in checks.items():
         kind = "check" if issubclass(cls, Check) else "watcher"
         out.append(f"| {cid} | {kind} | {cls.title} | {cls.severity.value} | `{cls.__module__}` |")
+    out += ["", "deploy-guard's own outcomes are always unverified (exit 3):", "",
+            "| ID | title | reported by | meaning |", "|---|---|---|---|"]
+    out += [f"| {o.id} | {o.title} | {o.where} | {o.meaning} |" for o in OWN_OUTCOMES]
     for cid, cls in checks.items():
         doc = inspect.cleandoc(cls.__doc__ or "")
         out += ["", f"## {cid}: {cls.title}", "", doc, "",
                 f"- **Proves:** {cls.proves}", f"- **Cannot prove:** {cls.cannot_prove}"]
     return "\n".join(out) + "\n"
+
+
+def render_catalogue_table(console: Console) -> None:
+    """The catalogue as a rich table: ID, kind, title, default severity."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("ID", "kind", "title", "severity"):
+        table.add_column(column, no_wrap=column != "title")
+    for cid, cls in all_rules().items():
+        table.add_row(cid, "check" if issubclass(cls, Check) else "watcher", cls.title, cls.severity.value)
+    for o in OWN_OUTCOMES:
+        table.add_row(o.id, "guard", o.title, "unverified")
+    console.print(table)
+    console.print("Details: guard checks --format markdown (also docs/checks.md).")
 
 
 if __name__ == "__main__":

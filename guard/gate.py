@@ -18,6 +18,7 @@ from guard.exitcodes import ExitCode, exit_code
 from guard.gateways.ecs import Boto3Ecs
 from guard.gateways.lambda_ import Boto3Lambda
 from guard.models import DeployPlan, Finding, InputError, Severity, Target, TargetKind, Unverified
+from guard.outcomes import CRASHED
 from guard.plan import MAX_INPUT_BYTES
 from guard.plan.lambda_ import target_from_function_config
 from guard.plan.taskdef import load_task_definition, parse_json_document, target_from_task_definition
@@ -174,7 +175,7 @@ def _run_one(check: Check, plan: DeployPlan, ctx: CheckContext, debug: bool) -> 
     except Exception as exc:
         if debug:
             traceback.print_exc(file=sys.stderr)
-        return [Unverified("GRD000", "*", f"check {check.id} crashed: {type(exc).__name__}: {exc}", "Crash")]
+        return [Unverified(CRASHED, "*", f"check {check.id} crashed: {type(exc).__name__}: {exc}", "Crash")]
 
 
 def run_checks(plan: DeployPlan, ctx: CheckContext, *, allow_unverified: bool = False,

@@ -57,6 +57,10 @@ _GRANTS: dict[str, dict[str, frozenset[str]]] = {
 # service or function).
 _REMEDIATE_RUNTIME: dict[str, frozenset[str]] = {
     "KillSwitch": frozenset({"ssm:GetParameter"}),
+    # An S3 kill switch is read with GetObject; without ListBucket S3 answers AccessDenied for an absent key,
+    # which the gate must read as engaged, so a switch that is off would stop everything.
+    "KillSwitchObject": frozenset({"s3:GetObject"}),
+    "KillSwitchBucket": frozenset({"s3:ListBucket"}),
     "ReadEcs": frozenset({"ecs:DescribeServices"}),
     "RollbackFunctions": frozenset({"lambda:ListVersionsByFunction", "lambda:ListAliases", "lambda:GetFunction"}),
     "StateObjects": _STATE_OBJECTS,
@@ -125,6 +129,7 @@ class PolicyScope:
     state_prefix: str = ""
     state_table: str | None = None
     kill_switch_parameter: str | None = None
+    kill_switch_object: str | None = None
     sns_topics: tuple[str, ...] = ()
     roles: frozenset[str] = ROLES
 
@@ -176,7 +181,8 @@ def _check_names(scope: PolicyScope) -> None:
     """Refuse names that would silently widen a scoped ARN (wildcards) or break one (empty parts)."""
     names = [scope.account, scope.region, scope.partition, *scope.lambda_functions, *scope.ecr_repositories,
              *scope.sns_topics, *(part for pair in scope.ecs_services for part in pair)]
-    names += [name for name in (scope.state_bucket, scope.state_table, scope.kill_switch_parameter)
+    names += [name for name in (scope.state_bucket, scope.state_table, scope.kill_switch_parameter,
+                                scope.kill_switch_object)
               if name is not None]
     for name in names:
         if not name or "*" in name or "?" in name:
@@ -199,6 +205,7 @@ def _resources(scope: PolicyScope) -> dict[str, list[str]]:
     functions = [_arn(scope, "lambda", f"function:{name}") for name in scope.lambda_functions]
     bucket = f"arn:{scope.partition}:s3:::{scope.state_bucket}" if scope.state_bucket else None
     parameter = scope.kill_switch_parameter
+    switch = scope.kill_switch_object.removeprefix("s3://") if scope.kill_switch_object else None
     return {
         "ReadImages": [_arn(scope, "ecr", f"repository/{name}") for name in scope.ecr_repositories] or ["*"],
         "ReadEcs": ["*"],
@@ -215,6 +222,8 @@ def _resources(scope: PolicyScope) -> dict[str, list[str]]:
                              for cluster, service in scope.ecs_services],
         "RollbackFunctions": functions + [f"{arn}:*" for arn in functions],
         "KillSwitch": [_arn(scope, "ssm", f"parameter/{parameter.lstrip('/')}")] if parameter else [],
+        "KillSwitchObject": [f"arn:{scope.partition}:s3:::{switch}"] if switch else [],
+        "KillSwitchBucket": [f"arn:{scope.partition}:s3:::{switch.split('/', 1)[0]}"] if switch else [],
     }
 
 
@@ -267,5 +276,6 @@ def scope_from_config(config: Any, aws: Any, roles: Iterable[str]) -> PolicyScop
     topics = tuple(r.topic_arn for r in config.notify.routes if getattr(r, "topic_arn", None))
     return PolicyScope(account=account, region=aws.default_region, ecs_services=tuple(sorted(services)),
                        lambda_functions=tuple(sorted(functions)), state_bucket=bucket, state_prefix=prefix,
-                       state_table=table, kill_switch_parameter=rc.kill_switch_parameter, sns_topics=topics,
+                       state_table=table, kill_switch_parameter=rc.kill_switch_parameter,
+                       kill_switch_object=rc.kill_switch_object, sns_topics=topics,
                        roles=frozenset(roles))

@@ -9,8 +9,9 @@ Layout under `journal/<incident>/`:
   compare-and-swap on the version last read afterwards). A lost race raises JournalConflict, so two
   watchdog invocations can never both record (and act on) the same step; the loser re-reads;
 - `owner.json`: {"actor", "expires_at"}, a lease naming the one actor that may remediate the incident;
-  claiming, renewing, taking over an expired lease and releasing (expiring it at once) are all conditional
-  writes, never a blind overwrite or delete.
+  claiming, renewing (a compare-and-swap on the version this actor last wrote, so a lease taken over in
+  between is never silently re-taken), taking over an expired lease, a person's explicit take-over and
+  releasing (expiring it at once) are all conditional writes, never a blind overwrite or delete.
 
 Each entry's `parent` is the previous entry's digest, so `entries()` verifies the whole chain: a missing
 object, an object whose content does not hash to its name or a broken parent link raises JournalCorrupt.
@@ -47,6 +48,7 @@ from enum import StrEnum
 from typing import Any
 
 from guard.records import JOURNAL_PREFIX
+from guard.redact import redact
 from guard.state import Conflict, StateStore, check_key
 
 Clock = Callable[[], datetime]
@@ -161,6 +163,7 @@ class Journal:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._base = check_key(f"{JOURNAL_PREFIX}{incident_id}") + "/"
         self._head: _Head | None = None
+        self._lease: str | None = None  # the version of the lease this Journal last wrote
 
     @property
     def head_key(self) -> str:
@@ -211,10 +214,10 @@ class Journal:
         return out
 
     def append(self, kind: EntryKind, data: Mapping[str, Any], actor: str) -> Entry:
-        """Record one entry after the head last read (read now if never); JournalConflict if it moved."""
+        """Record one entry (its data through guard.redact) after the head last read; JournalConflict if it moved."""
         kind = EntryKind(kind)
         try:
-            body = json.loads(canonical(dict(data)))
+            body = redact(json.loads(canonical(dict(data))))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{kind.value} entry data is not JSON-serialisable: {exc}") from exc
         if kind in _NEEDS_ACTION_ID and not (isinstance(body.get("action_id"), str) and body["action_id"]):
@@ -252,6 +255,16 @@ class Journal:
         except (ValueError, KeyError, TypeError) as exc:
             raise JournalCorrupt(f"{self.owner_key}: unreadable ownership record: {exc}") from exc
 
+    def holder(self) -> tuple[str, datetime] | None:
+        """Who holds the lease and until when (it may have expired), or None when nobody ever claimed."""
+        owner = self._owner()
+        return None if owner is None else (owner[0], owner[1])
+
+    def _wrote(self, record: bytes) -> None:
+        """Remember the version of the lease just written (None if it already changed again)."""
+        found = self._store.get(self.owner_key)
+        self._lease = found.version if found is not None and found.data == record else None
+
     def claim(self, actor: str, ttl_seconds: int, now: datetime | None = None) -> bool:
         """Own the incident for `ttl_seconds`: True if `actor` holds it now (new, renewed or taken over)."""
         if ttl_seconds <= 0:
@@ -260,6 +273,7 @@ class Journal:
         record = canonical({"actor": actor, "expires_at": (moment + timedelta(seconds=ttl_seconds)).isoformat()})
         for _ in range(_CLAIM_ATTEMPTS):
             if self._store.create(self.owner_key, record):
+                self._wrote(record)
                 return True
             owner = self._owner()
             if owner is None:
@@ -268,11 +282,45 @@ class Journal:
             if holder != actor and expires_at > moment:
                 return False
             try:
-                self._store.put(self.owner_key, record, if_version=version)
+                self._lease = self._store.put(self.owner_key, record, if_version=version)
             except Conflict:
                 continue
             return True
         return False
+
+    def renew(self, actor: str, ttl_seconds: int, now: datetime | None = None) -> bool:
+        """Extend the lease this Journal claimed, as a compare-and-swap on the version it last wrote.
+
+        False when anyone else wrote the lease since (it expired and was taken over, or a person took over):
+        the lease is then no longer ours, even if its new holder has released it since."""
+        moment = _utc(now if now is not None else self._clock())
+        if self._lease is None:
+            return False
+        record = canonical({"actor": actor, "expires_at": (moment + timedelta(seconds=ttl_seconds)).isoformat()})
+        try:
+            self._lease = self._store.put(self.owner_key, record, if_version=self._lease)
+        except Conflict:
+            self._lease = None
+            return False
+        return True
+
+    def take_over(self, actor: str, ttl_seconds: int, now: datetime | None = None) -> tuple[str, datetime] | None:
+        """Own the incident whoever holds it (a person's explicit choice); the lease it replaced, if any."""
+        moment = _utc(now if now is not None else self._clock())
+        record = canonical({"actor": actor, "expires_at": (moment + timedelta(seconds=ttl_seconds)).isoformat()})
+        for _ in range(_CLAIM_ATTEMPTS):
+            if self._store.create(self.owner_key, record):
+                self._wrote(record)
+                return None
+            owner = self._owner()
+            if owner is None:
+                continue
+            try:
+                self._lease = self._store.put(self.owner_key, record, if_version=owner[2])
+            except Conflict:
+                continue
+            return owner[0], owner[1]
+        raise JournalConflict(f"{self.owner_key}: the lease kept changing; try again")
 
     def release(self, actor: str, now: datetime | None = None) -> bool:
         """End `actor`'s lease (it expires `now`); False if `actor` did not hold it."""

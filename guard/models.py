@@ -15,6 +15,13 @@ CheckId = NewType("CheckId", str)
 _ECR_HOST = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$"
 )
+# Any host shaped like a private ECR registry, to tell a malformed account or region from "not ECR".
+_ECR_SHAPED = re.compile(
+    r"^(?P<account>[^./]+)\.dkr\.ecr(?:-fips)?\.(?P<region>[^./]+)\.amazonaws\.com(?:\.cn)?$", re.IGNORECASE
+)
+_REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_TEMPLATE = re.compile(r"<[A-Za-z][\w.-]*>|\$\{[^}]*\}|\{\{.*?\}\}|#\{[^}]*\}")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _MUTABLE_TAGS = frozenset({"latest", "main", "master", "develop", "dev", "staging", "prod", "production",
                            "stable", "edge", "nightly", "head", "trunk"})
@@ -65,6 +72,7 @@ class ImageRef:
     digest: str | None = None
     account: str | None = None
     region: str | None = None
+    problem: str | None = None  # why the reference can never be pulled (set for ECR-shaped hosts and templates)
 
     @property
     def is_ecr(self) -> bool:
@@ -82,17 +90,37 @@ class ImageRef:
         return self.digest or self.tag or "latest"
 
     @property
+    def display(self) -> str:
+        """`repo@sha256:...` when pinned to a digest, else `repo:tag`."""
+        if self.digest:
+            return f"{self.repository}@{self.digest}"
+        return f"{self.repository}:{self.tag}" if self.tag else self.uri
+
+    @property
+    def is_template(self) -> bool:
+        """True when the reference is an unrendered template placeholder (`<IMAGE1_NAME>`, `${...}`, `{{...}}`)."""
+        return template_placeholder(self.uri) is not None
+
+    @property
     def mutable_tag(self) -> bool:
         """A tag that routinely moves (latest, branch names) and no digest pin."""
-        if self.digest:
+        if self.digest or self.problem:
             return False
         tag = (self.tag or "latest").lower()
         return tag in _MUTABLE_TAGS or tag.startswith(("branch-", "feature-", "pr-"))
 
     @classmethod
     def parse(cls, uri: str) -> ImageRef:
-        """Parse `host/repo[:tag][@sha256:...]`; raise InputError on nonsense."""
+        """Parse `host/repo[:tag][@sha256:...]`; raise InputError on nonsense.
+
+        A template placeholder or an ECR-shaped host with a malformed account or region parses, with
+        `problem` saying why it can never be pulled: it is a finding about the deploy, not unreadable input.
+        """
         raw = uri.strip()
+        placeholder = template_placeholder(raw)
+        if placeholder is not None:
+            return cls(uri=raw, registry="", repository=raw, tag=None,
+                       problem=f"{placeholder!r} is an unrendered template placeholder")
         if not raw or any(c.isspace() for c in raw) or raw.startswith(("/", ":", "@")) or raw.endswith(":"):
             raise InputError(f"not an image reference: {uri!r}")
         rest, digest = raw, None
@@ -116,7 +144,8 @@ class ImageRef:
             raise InputError(f"image {uri!r}: invalid repository name {path!r}")
         if tag is None and digest is None:
             tag = "latest"
-        m = _ECR_HOST.match(registry)
+        problem = ecr_host_problem(registry)
+        m = None if problem else _ECR_HOST.match(registry)
         return cls(
             uri=raw,
             registry=registry,
@@ -125,7 +154,44 @@ class ImageRef:
             digest=digest,
             account=m.group("account") if m else None,
             region=m.group("region") if m else None,
+            problem=problem,
         )
+
+
+def template_placeholder(text: str) -> str | None:
+    """The first unrendered template placeholder in `text` (`<IMAGE1_NAME>`, `${...}`, `{{...}}`), or None."""
+    m = _TEMPLATE.search(text)
+    return m.group(0) if m else None
+
+
+def ecr_host_problem(host: str) -> str | None:
+    """Why an ECR-shaped registry host can never be pulled from (bad account or region), or None."""
+    m = _ECR_SHAPED.match(host)
+    if m is None:
+        return None
+    problems = []
+    if not _ACCOUNT.match(m.group("account")):
+        problems.append(f"account {m.group('account')!r} is not a 12-digit AWS account ID")
+    if not _REGION.match(m.group("region")):
+        problems.append(f"region {m.group('region')!r} is not an AWS region name")
+    if problems:
+        return "; ".join(problems)
+    return None if _ECR_HOST.match(host) else f"host {host!r} is not a valid ECR registry host (lower-case only)"
+
+
+def account_problem(arn: str) -> str | None:
+    """Why an ARN's account field can never name a real account (placeholder, not 12 digits), or None."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn":
+        return None
+    placeholder = template_placeholder(arn)
+    if placeholder is not None:
+        return f"{placeholder!r} is an unrendered template placeholder"
+    if parts[4] and not _ACCOUNT.match(parts[4]):
+        return f"account {parts[4]!r} is not a 12-digit AWS account ID"
+    if parts[3] and not _REGION.match(parts[3]):
+        return f"region {parts[3]!r} is not an AWS region name"
+    return None
 
 
 class TargetKind(StrEnum):

@@ -7,8 +7,9 @@ Keys in the state store (guard.state):
 | `incidents/open.json` | the watchdog | every open incident |
 | `heartbeat.json` | the watchdog | the last sweep's summary |
 | `notify/undelivered.json` | the watchdog | notifications a route failed to take, retried next sweep |
-| `known-good/ecs/<cluster>.json` | the watchdog | a `ServiceRecord` per service last seen healthy |
-| `known-good/lambda.json` | the watchdog | a `FunctionRecord` per function last seen healthy |
+| `known-good/ecs/<cluster>.json` | the watchdog | a `ServiceRecord` per service last seen healthy, and the
+  history of revisions each was recorded healthy on |
+| `known-good/lambda.json` | the watchdog | a `FunctionRecord` per function last seen healthy, and its history |
 | `journal/<incident>/...` | remediation, `guard rollback` | the journal (guard.journal) |
 | `journal/<incident>/postmortem.md` | remediation | the postmortem rendered from the journal |
 | `remediate/rate.json` | the policy gate | action times of the last hour |
@@ -34,6 +35,8 @@ UNDELIVERED_KEY = "notify/undelivered.json"
 RATE_KEY = "remediate/rate.json"
 JOURNAL_PREFIX = "journal/"
 _LAMBDA_KEY = "known-good/lambda.json"
+# How many distinct healthy records a service or function keeps: the targets a rollback may restore.
+HISTORY_LIMIT = 20
 
 
 def _ecs_key(cluster: str) -> str:
@@ -153,8 +156,37 @@ def known_good_function(store: StateStore, function: str) -> FunctionRecord | No
     return FunctionRecord.from_json(raw) if raw else None
 
 
+def _history(doc: Any, group: str, name: str) -> list[dict[str, Any]]:
+    """Every record `name` was seen healthy with, oldest first (the current one last)."""
+    kept = [dict(r) for r in ((doc or {}).get("history") or {}).get(name) or [] if isinstance(r, Mapping)]
+    current = ((doc or {}).get(group) or {}).get(name)
+    return [*kept, dict(current)] if current and not any(_key(group, r) == _key(group, current) for r in kept) \
+        else kept
+
+
+def _key(group: str, raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """What makes two healthy records the same target (a revision; a version, code hash and image digest)."""
+    if group == "services":
+        return (str(raw.get("task_definition", "")),)
+    return tuple(str(raw.get(k, "")) for k in ("version", "code_sha256", "image_digest"))
+
+
+def healthy_services(store: StateStore, cluster: str, service: str) -> tuple[ServiceRecord, ...]:
+    """Every revision an ECS service was recorded healthy on (the targets a rollback may restore), oldest first."""
+    doc, _ = read_json(store, _ecs_key(cluster))
+    return tuple(ServiceRecord.from_json(r) for r in _history(doc, "services", service))
+
+
+def healthy_functions(store: StateStore, function: str) -> tuple[FunctionRecord, ...]:
+    """Every code a Lambda function was recorded healthy on, oldest first."""
+    doc, _ = read_json(store, _LAMBDA_KEY)
+    return tuple(FunctionRecord.from_json(r) for r in _history(doc, "functions", function))
+
+
 def _merge(store: StateStore, key: str, group: str, records: Mapping[str, Record]) -> list[str]:
-    """Write the records that differ from the stored ones (ignoring observed_at); their names."""
+    """Write the records that differ from the stored ones (ignoring observed_at); their names.
+
+    Each record also joins its name's history (distinct targets, the most recent HISTORY_LIMIT kept)."""
     doc, _ = read_json(store, key)
     stored = (doc or {}).get(group) or {}
     kind = ServiceRecord if group == "services" else FunctionRecord
@@ -163,8 +195,13 @@ def _merge(store: StateStore, key: str, group: str, records: Mapping[str, Record
     if stale:
         def merge(current: Any) -> Any:
             merged = dict((current or {}).get(group) or {})
-            merged.update({n: r.to_json() for n, r in stale.items()})
-            return {"version": 1, group: merged}
+            history = dict((current or {}).get("history") or {})
+            for name, record in stale.items():
+                raw = record.to_json()
+                past = [r for r in _history(current, group, name) if _key(group, r) != _key(group, raw)]
+                history[name] = [*past, raw][-HISTORY_LIMIT:]
+                merged[name] = raw
+            return {"version": 1, group: merged, "history": history}
 
         update_json(store, key, merge)
     return sorted(stale)

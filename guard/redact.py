@@ -34,6 +34,9 @@ _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _SHAPES = [re.compile(pattern) for pattern in (
     r"-----BEGIN [A-Z ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
     r"(?:AKIA|ASIA)[A-Z0-9]{16}",
+    # an AWS secret access key: exactly 40 base64 characters with upper and lower case (never a hex digest)
+    r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]{0,39}[A-Z])(?=[A-Za-z0-9/+]{0,39}[a-z])[A-Za-z0-9/+]{40}"
+    r"(?![A-Za-z0-9/+=])",
     r"gh[pousr]_[A-Za-z0-9_]{6,}",
     r"github_pat_[A-Za-z0-9_]{10,}",
     r"xox[abprs]-[A-Za-z0-9-]{6,}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -38,6 +38,38 @@ class RemediationStatus(StrEnum):
     STOPPED = "stopped"
     FAILED = "failed"
     CLAIMED_ELSEWHERE = "claimed_elsewhere"
+    CLAIM_LOST = "claim_lost"
+    ESCALATION_UNDELIVERED = "escalation_undelivered"
+
+
+class ClaimLost(Exception):
+    """This actor no longer owns the incident: it stops before its next action."""
+
+
+@dataclass
+class _Lease:
+    """The claim this run holds: renewed while it waits, re-verified (a conditional write) before each action."""
+
+    journal: Journal
+    actor: str
+    ttl: int
+    clock: Callable[[], datetime]
+    renewed_at: datetime
+
+    def verify(self) -> None:
+        """Renew now; ClaimLost if anyone else wrote the lease since this run last did."""
+        now = self.clock()
+        if not self.journal.renew(self.actor, self.ttl, now):
+            holder = self.journal.holder()
+            who = f"{holder[0]} holds it until {holder[1].isoformat()}" if holder else "nobody holds it"
+            raise ClaimLost(f"{self.actor} lost its claim on {self.journal.incident_id} ({who}): stopped before "
+                            "its next step")
+        self.renewed_at = now
+
+    def beat(self) -> None:
+        """The heartbeat: renew once a third of the lease has passed since the last renewal."""
+        if (self.clock() - self.renewed_at).total_seconds() * 3 >= self.ttl:
+            self.verify()
 
 
 class _Step(StrEnum):
@@ -75,9 +107,8 @@ class RemediationReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        """0 repaired (or nothing to do), 1 not repaired (refused, escalated, failed)."""
-        done = (RemediationStatus.REPAIRED, RemediationStatus.CLAIMED_ELSEWHERE)
-        return ExitCode.CLEAN if self.status in done else ExitCode.FINDINGS
+        """0 repaired, 1 not repaired (a dry run, refused, escalated, failed, claimed elsewhere, claim lost)."""
+        return ExitCode.CLEAN if self.status is RemediationStatus.REPAIRED else ExitCode.FINDINGS
 
     def to_json(self) -> dict[str, Any]:
         """JSON for `guard remediate --format json`."""
@@ -103,16 +134,29 @@ class Remediator:
     actor: str = field(default_factory=default_actor)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
-    def run(self, incident_id: str, *, mode: Mode, dry_run: bool = False) -> RemediationReport:
-        """Claim, plan (or resume the journaled plan), act within policy, verify, write the postmortem."""
+    def run(self, incident_id: str, *, mode: Mode, dry_run: bool = False,
+            take_over: bool = False) -> RemediationReport:
+        """Claim (or, `take_over`, take from whoever holds it), plan or resume, act within policy, verify."""
         incident = load_incident(self.store, incident_id)
         journal = Journal(self.store, incident_id, clock=self.clock)
         ttl = self.gate.config.lock_ttl_seconds
-        if not journal.claim(self.actor, ttl, self.clock()):
+        if take_over:
+            previous = journal.take_over(self.actor, ttl, self.clock())
+            self._append(journal, EntryKind.NOTE, {
+                "take_over": self.actor, "from": previous[0] if previous else "",
+                "until": previous[1].isoformat() if previous else "",
+                "text": f"{self.actor} took the incident over explicitly"})
+        elif not journal.claim(self.actor, ttl, self.clock()):
+            holder = journal.holder()
+            who = f"{holder[0]} holds this incident until {holder[1].isoformat()}" if holder else "another actor"
             return RemediationReport(incident_id, mode, RemediationStatus.CLAIMED_ELSEWHERE,
-                                     notes=("another actor holds this incident: nothing done",))
+                                     notes=(f"{who}: nothing done (a person may take over with --take-over)",))
+        lease = _Lease(journal, self.actor, ttl, self.clock, self.clock())
         try:
-            return self._run(incident, journal, mode, dry_run)
+            return self._run(incident, journal, mode, dry_run, lease)
+        except ClaimLost as lost:
+            self._append(journal, EntryKind.NOTE, {"claim_lost": self.actor, "text": str(lost)})
+            return RemediationReport(incident_id, mode, RemediationStatus.CLAIM_LOST, notes=(str(lost),))
         finally:
             journal.release(self.actor, self.clock())
 
@@ -123,7 +167,8 @@ class Remediator:
             journal.entries()  # re-read the head; we hold the claim, so the next append wins
             return journal.append(kind, data, self.actor)
 
-    def _run(self, incident: Incident, journal: Journal, mode: Mode, dry_run: bool) -> RemediationReport:
+    def _run(self, incident: Incident, journal: Journal, mode: Mode, dry_run: bool,
+             lease: _Lease) -> RemediationReport:
         entries = journal.entries()
         if not any(e.kind is EntryKind.INCIDENT for e in entries):
             self._append(journal, EntryKind.INCIDENT, incident.to_json())
@@ -131,16 +176,42 @@ class Remediator:
         states = action_state(journal.entries()[since:])
         taken = sum(1 for e in entries if e.kind is EntryKind.ACTION_STARTED and _counts(e.data.get("kind")))
         results: list[ActionResult] = []
-        status = RemediationStatus.FAILED
-        for strategy in strategies:
-            outcome, taken = self._strategy(incident, journal, strategy, states, taken, mode, dry_run, results)
-            if outcome is not None:
-                status = outcome
-                break
+        if dry_run:
+            status = self._dry_run(incident, journal, strategies, states, taken, mode, results)
+        else:
+            status = RemediationStatus.FAILED
+            ctx = replace(self.ctx, wait=_beating(self.ctx.wait, lease))
+            run = _Run(incident, journal, mode, states, results, lease, ctx)
+            for strategy in strategies:
+                outcome, taken = self._strategy(run, strategy, taken)
+                if outcome is not None:
+                    status = outcome
+                    break
         self._append(journal, EntryKind.NOTE, {"outcome": status.value, "mode": mode.value, "dry_run": dry_run})
         key = self._postmortem(incident, journal)
         return RemediationReport(incident.id, mode, status, tuple(s.to_json() for s in strategies), tuple(results),
                                  key)
+
+    def _dry_run(self, incident: Incident, journal: Journal, strategies: Sequence[Strategy],
+                 states: dict[str, ActionStatus], taken: int, mode: Mode,
+                 results: list[ActionResult]) -> RemediationStatus:
+        """Every decision the policy would take, for every action of every strategy; nothing is done."""
+        for strategy in strategies:
+            for action in strategy.actions:
+                if action.always_allowed:
+                    results.append(ActionResult(action.to_json(), "dry_run", f"would {action.describe()}"))
+                    continue
+                if states.get(action.action_id) is ActionStatus.SUCCEEDED:
+                    results.append(ActionResult(action.to_json(), "skipped", "already succeeded (journal)"))
+                    continue
+                decision = self.gate.decide(action, incident=incident, mode=mode, actions_taken=taken, dry_run=True)
+                self._append(journal, EntryKind.DECISION, {"action_id": action.action_id, "action": action.to_json(),
+                                                           "strategy": strategy.name, **decision.to_json()})
+                results.append(ActionResult(action.to_json(), "refused", f"{decision.rule}: {decision.reason}"))
+                if action.counts_toward_cap and self.gate.rules(action, incident=incident, mode=mode,
+                                                                actions_taken=taken).allowed:
+                    taken += 1
+        return RemediationStatus.REFUSED
 
     def _strategies(self, incident: Incident, journal: Journal,
                     entries: Sequence[Entry]) -> tuple[list[Strategy], int]:
@@ -157,37 +228,45 @@ class Remediator:
                                                "strategies": [s.to_json() for s in strategies]})
         return strategies, len(journal.entries()) - 1
 
-    def _strategy(self, incident: Incident, journal: Journal, strategy: Strategy,
-                  states: dict[str, ActionStatus], taken: int, mode: Mode, dry_run: bool,
-                  results: list[ActionResult]) -> tuple[RemediationStatus | None, int]:
+    def _strategy(self, run: _Run, strategy: Strategy, taken: int) -> tuple[RemediationStatus | None, int]:
         """Run one strategy's actions in order; return (outcome, or None to try the next; actions taken so far)."""
-        for action in strategy.actions:
+        for planned in strategy.actions:
+            action = self._escalation(run, planned) if planned.always_allowed else planned
             aid = action.action_id
-            if states.get(aid) is ActionStatus.SUCCEEDED:
-                results.append(ActionResult(action.to_json(), "skipped", "already succeeded (journal)"))
+            if run.states.get(aid) is ActionStatus.SUCCEEDED:
+                run.results.append(ActionResult(action.to_json(), "skipped", "already succeeded (journal)"))
                 continue
-            decision = self.gate.decide(action, mode=mode, actions_taken=taken, dry_run=dry_run)
-            self._append(journal, EntryKind.DECISION, {"action_id": aid, "action": action.to_json(),
-                                                       **decision.to_json()})
+            run.lease.verify()  # ownership re-verified with a conditional write immediately before every action
+            decision = self.gate.decide(action, incident=run.incident, mode=run.mode, actions_taken=taken,
+                                        dry_run=False)
+            self._append(run.journal, EntryKind.DECISION, {"action_id": aid, "action": action.to_json(),
+                                                           **decision.to_json()})
             if not decision.allowed:
-                results.append(ActionResult(action.to_json(), "refused", f"{decision.rule}: {decision.reason}"))
+                run.results.append(ActionResult(action.to_json(), "refused", f"{decision.rule}: {decision.reason}"))
                 if decision.rule in STOP_RULES:
-                    return self._escalate(incident, journal, decision.reason, results), taken
+                    return self._escalate(run, f"{decision.rule}: {decision.reason}"), taken
                 return RemediationStatus.REFUSED, taken
-            outcome = self._act(journal, action, states.get(aid), results)
+            outcome = self._act(run, action, run.states.get(aid))
             if action.counts_toward_cap:
                 taken += 1
             if outcome is _Step.STOPPED:
                 return RemediationStatus.STOPPED, taken
+            if action.always_allowed:
+                return (RemediationStatus.ESCALATED if outcome is _Step.VERIFIED
+                        else RemediationStatus.ESCALATION_UNDELIVERED), taken
             if outcome is not _Step.VERIFIED:
                 return None, taken
-            if action.always_allowed:
-                return RemediationStatus.ESCALATED, taken
         return RemediationStatus.REPAIRED, taken
 
-    def _act(self, journal: Journal, action: Action, previous: ActionStatus | None,
-             results: list[ActionResult]) -> _Step:
+    def _escalation(self, run: _Run, planned: Action) -> Action:
+        """The planned escalation, carrying the stored incident and what this run tried and why it stopped."""
+        tried = tuple(f"{r.action.get('description', r.action.get('kind'))}: {r.status}: {r.reason}"
+                      for r in run.results)
+        return escalation(run.incident, str(planned.params.get("reason", "")), tried).actions[0]
+
+    def _act(self, run: _Run, action: Action, previous: ActionStatus | None) -> _Step:
         """Kill switch, precondition, start, execute, postcondition: each step journaled."""
+        journal, results, ctx = run.journal, run.results, run.ctx
         aid, data = action.action_id, action.to_json()
         engaged = None if action.always_allowed else self.gate.kill_switch()
         if engaged:
@@ -195,11 +274,13 @@ class Remediator:
             results.append(ActionResult(data, "stopped", f"kill switch engaged ({engaged})"))
             return _Step.STOPPED
         try:
-            pre = action.precondition(self.ctx)
+            pre = action.precondition(ctx)
+        except ClaimLost:
+            raise
         except Exception as exc:
-            return self._failed(journal, action, f"precondition could not be checked: {exc}", results)
+            return self._failed(run, action, f"precondition could not be checked: {exc}")
         if not pre.ok:
-            return self._failed(journal, action, f"precondition failed: {pre.reason}", results)
+            return self._failed(run, action, f"precondition failed: {pre.reason}")
         if pre.done_already:
             self._append(journal, EntryKind.ACTION_SUCCEEDED, {"action_id": aid, "kind": action.kind,
                                                                "reason": pre.reason, "resumed": True})
@@ -210,40 +291,66 @@ class Remediator:
                                                              "action": data, "precondition": pre.reason})
             if action.counts_toward_cap:
                 self.gate.record_action()
-        self.ctx.progress(f"{action.describe()}")
+        ctx.progress(f"{action.describe()}")
         try:
-            action.execute(self.ctx)
-            post = action.postcondition(self.ctx)
+            action.execute(ctx)
+            post = action.postcondition(ctx)
+        except ClaimLost:
+            raise
         except Exception as exc:
-            return self._failed(journal, action, f"{type(exc).__name__}: {exc}", results)
+            run.lease.verify()
+            return self._failed(run, action, f"{type(exc).__name__}: {exc}")
+        run.lease.verify()  # only the owner records the outcome
         self._append(journal, EntryKind.VERIFIED, {"action_id": aid, "ok": post.ok, "reason": post.reason,
                                                    "evidence": _jsonable(post.evidence)})
         if not post.ok:
-            return self._failed(journal, action, f"not verified: {post.reason}", results)
+            return self._failed(run, action, f"not verified: {post.reason}")
         self._append(journal, EntryKind.ACTION_SUCCEEDED, {"action_id": aid, "kind": action.kind,
                                                            "reason": post.reason})
         results.append(ActionResult(data, "verified", post.reason))
         return _Step.VERIFIED
 
-    def _failed(self, journal: Journal, action: Action, reason: str, results: list[ActionResult]) -> _Step:
-        self._append(journal, EntryKind.ACTION_FAILED, {"action_id": action.action_id, "kind": action.kind,
-                                                        "reason": reason})
-        results.append(ActionResult(action.to_json(), "failed", reason))
+    def _failed(self, run: _Run, action: Action, reason: str) -> _Step:
+        self._append(run.journal, EntryKind.ACTION_FAILED, {"action_id": action.action_id, "kind": action.kind,
+                                                            "reason": reason})
+        run.results.append(ActionResult(action.to_json(), "failed", reason))
         return _Step.FAILED
 
-    def _escalate(self, incident: Incident, journal: Journal, reason: str,
-                  results: list[ActionResult]) -> RemediationStatus:
+    def _escalate(self, run: _Run, reason: str) -> RemediationStatus:
         """A refusal that ends automation hands the incident to a human (the escalation itself is journaled)."""
-        [action] = escalation(incident, reason).actions
-        self._append(journal, EntryKind.ESCALATED, {"reason": reason})
-        self._act(journal, action, None, results)
-        return RemediationStatus.ESCALATED
+        self._append(run.journal, EntryKind.ESCALATED, {"reason": reason})
+        [planned] = escalation(run.incident, reason).actions
+        step = self._act(run, self._escalation(run, planned), None)
+        return RemediationStatus.ESCALATED if step is _Step.VERIFIED else RemediationStatus.ESCALATION_UNDELIVERED
 
     def _postmortem(self, incident: Incident, journal: Journal) -> str:
         key = postmortem_key(incident.id)
         text = render_postmortem(incident, journal.entries(), generated_at=self.clock().isoformat())
         self.store.put(key, text.encode())
         return key
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one run's strategy loop shares."""
+
+    incident: Incident
+    journal: Journal
+    mode: Mode
+    states: dict[str, ActionStatus]
+    results: list[ActionResult]
+    lease: _Lease
+    ctx: ActionContext
+
+
+def _beating(wait: Callable[[float], None], lease: _Lease) -> Callable[[float], None]:
+    """`wait`, then the lease's heartbeat: an owner waiting on an action keeps its claim."""
+
+    def beat_after(seconds: float) -> None:
+        wait(seconds)
+        lease.beat()
+
+    return beat_after
 
 
 def _counts(kind: Any) -> bool:

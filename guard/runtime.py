@@ -146,13 +146,13 @@ class Runtime:
         region = self.target.region if self.target else None
         return WatchScope(clusters or wc.clusters, services or wc.services, chosen, region)
 
-    def watchdog(self, *, heartbeat: bool | None = None) -> Watchdog:
-        """A watchdog over `aws`, keeping state in `store` and alerting through `routes`."""
+    def watchdog(self, *, heartbeat: bool | None = None, shard: str | None = None) -> Watchdog:
+        """A watchdog over `aws`, keeping state in `store`, alerting through `routes`, metrics (`shard`) to `home`."""
         from guard.watch import Watchdog
 
         return Watchdog(self.aws, self.store, settings=self.watch_settings, routes=self.routes,
                         heartbeat=self.config.notify.heartbeat if heartbeat is None else heartbeat,
-                        clock=self.clock)
+                        clock=self.clock, home=self.home, shard=shard, workers=self.config.workers)
 
     # -- remediation -------------------------------------------------------------------------------
     @cached_property
@@ -166,7 +166,8 @@ class Runtime:
         """The policy gate every action passes."""
         from guard.policy import PolicyGate
 
-        return PolicyGate(self.config.remediate, self.store, self.home, clock=self.clock, environ=self.environ)
+        return PolicyGate(self.config.remediate, self.store, self.home, github=self.github, clock=self.clock,
+                          environ=self.environ)
 
     def action_context(self) -> ActionContext:
         """Write-capable ports for the actions, with the configured waiting policy."""

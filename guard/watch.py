@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import traceback
@@ -22,6 +23,7 @@ from guard.metrics import send_heartbeat
 from guard.models import Finding, ImageRef, Incident, InputError, Signal, Unverified
 from guard.notify.messages import Notification, NotificationKind
 from guard.notify.routes import NotifyError, Route, RouteResult, dispatch
+from guard.outcomes import CRASHED, UNDELIVERED, UNREADABLE
 from guard.records import (
     FunctionRecord,
     ServiceRecord,
@@ -37,6 +39,7 @@ from guard.triage import TriageResult, coalesce, reconcile
 from guard.watcher import FunctionView, ServiceView, Snapshot, WatchSettings
 
 Clock = Callable[[], datetime]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,24 +88,25 @@ class Watchdog:
 
     def __init__(self, aws: AwsSession, store: StateStore, *, settings: WatchSettings | None = None,
                  routes: Sequence[Route] = (), heartbeat: bool = True, clock: Clock | None = None,
-                 workers: int = 8) -> None:
+                 workers: int = 8, home: AwsSession | None = None, shard: str | None = None) -> None:
         self.aws = aws
+        self.home = home or aws  # metrics go home, never into a swept shard's account
+        self.shard = shard
         self.store = store
         self.routes = tuple(routes)
         self.heartbeat = heartbeat
         self.settings = settings or WatchSettings()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.workers = workers
-        self.ecs = Boto3Ecs(aws)
+        self.ecs = Boto3Ecs(aws, workers)
         self.lambdas = Boto3Lambda(aws)
-        self.refs = Boto3Refs(aws)
+        self.refs = Boto3Refs(aws, workers)
 
     # -- reading -----------------------------------------------------------------------------------
     def _cluster(self, cluster: str, scope: WatchScope) -> tuple[list[ServiceView], dict[str, list[Any]]]:
-        names = [_name(a) for a in self.ecs.list_services(cluster, scope.region)]
-        if scope.services:
-            names = [n for n in names if n in scope.services or f"{cluster}/{n}" in scope.services]
-        described = self.ecs.services(cluster, names, scope.region) if names else {}
+        described = self.ecs.listed_services(
+            cluster, scope.region,
+            lambda n: not scope.services or n in scope.services or f"{cluster}/{n}" in scope.services)
         views = [ServiceView(cluster, raw) for raw in described.values() if raw and raw.get("status") == "ACTIVE"]
         wanted = {f"service:{v.name}": v.resource for v in views}
         stopped: dict[str, list[Any]] = {}
@@ -204,7 +208,7 @@ class Watchdog:
         started = time.monotonic()
         snap = self.collect(scope)
         signals: list[Signal] = []
-        unverified = [Unverified("GRD001", target, str(exc), exc.code) for target, exc in snap.errors]
+        unverified = [Unverified(UNREADABLE, target, str(exc), exc.code) for target, exc in snap.errors]
         for cls in all_watchers().values():
             try:
                 for item in cls().run(snap):
@@ -212,7 +216,7 @@ class Watchdog:
             except Exception as exc:
                 if debug:
                     traceback.print_exc(file=sys.stderr)
-                unverified.append(Unverified("GRD000", "*", f"watcher {cls.id} crashed: {type(exc).__name__}: "
+                unverified.append(Unverified(CRASHED, "*", f"watcher {cls.id} crashed: {type(exc).__name__}: "
                                              f"{exc}", "Crash"))
         current = coalesce(signals, snap.now)
         result: list[TriageResult] = []
@@ -231,13 +235,15 @@ class Watchdog:
                                      "errors": len(snap.errors)})
         if self.heartbeat:
             try:
-                send_heartbeat(self.aws, self.aws.stats, {"open_incidents": len(triage.state),
-                                                          "services": len(snap.services)})
+                send_heartbeat(self.home, self.aws.stats, {"open_incidents": len(triage.state),
+                                                           "services": len(snap.services),
+                                                           "unverified": len(unverified)},
+                               shard=self.shard, verified=not unverified)
             except NotifyError as exc:
                 sent.append(RouteResult("heartbeat", False, str(exc)))
         incidents = tuple(sorted(triage.state.values(), key=lambda i: (-i.severity.rank, i.id)))
         findings = [Finding(i.id, i.severity, ",".join(i.resources), i.title) for i in incidents]
-        failed_routes = [Unverified("GRD002", r.route, f"notification not delivered: {r.error}", "NotifyFailed")
+        failed_routes = [Unverified(UNDELIVERED, r.route, f"notification not delivered: {r.error}", "NotifyFailed")
                          for r in sent if not r.ok]
         code = exit_code(findings, [*unverified, *failed_routes])
         return WatchReport(incidents, triage, tuple(signals), (*unverified, *failed_routes), known_good,
@@ -312,10 +318,27 @@ class Watchdog:
 
 
 def watch_loop(dog: Watchdog, scope: WatchScope, interval_s: float, *, once: bool = False, debug: bool = False,
-               sleep: Callable[[float], None] | None = None) -> Iterator[WatchReport]:
-    """Sweep, yield the report, sleep `interval_s` (time.sleep unless given), repeat; one sweep when `once`."""
+               sleep: Callable[[float], None] | None = None,
+               clock: Callable[[], float] | None = None) -> Iterator[WatchReport]:
+    """Sweep every `interval_s`, start to start, yielding each report; one sweep when `once`.
+
+    `sleep` and `clock` default to time.sleep and time.monotonic. A sweep (with its report's handling) that
+    overruns the interval is logged as a warning and the next one starts at once, without catching up.
+    Each report counts only its own sweep's API calls.
+    """
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    due = clock()
     while True:
+        dog.aws.stats.reset()
+        started = clock()
         yield dog.sweep(scope, debug=debug)
         if once:
             return
-        (sleep or time.sleep)(interval_s)
+        due += interval_s
+        now = clock()
+        if now > due:
+            log.warning("sweep took %.1fs, longer than the %gs interval: starting the next sweep now",
+                        now - started, interval_s)
+            due = now
+        else:
+            sleep(due - now)

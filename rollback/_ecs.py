@@ -19,6 +19,25 @@ def service(ctx: ActionContext, cluster: str, name: str) -> dict[str, Any] | Non
     return svc if svc and svc.get("status") == "ACTIVE" else None
 
 
+def controller_refusal(svc: dict[str, Any]) -> Outcome | None:
+    """Why UpdateService cannot move this service to another revision (CODE_DEPLOY, EXTERNAL); None if it can.
+
+    With the ECS controller (rolling or ECS-native blue/green) UpdateService starts a deployment of the
+    revision asked for. A CODE_DEPLOY service's revision changes only through a CodeDeploy deployment, and an
+    EXTERNAL service's only through task sets its own deployer creates: both are refused with the way out.
+    """
+    kind = str((svc.get("deploymentController") or {}).get("type", "ECS"))
+    evidence = {"deployment_controller": kind}
+    if kind == "CODE_DEPLOY":
+        return Outcome(False, "the service uses the CODE_DEPLOY deployment controller: UpdateService cannot change "
+                              "its revision; roll back in CodeDeploy (stop the deployment with rollback, or deploy "
+                              "the known-good revision through the deployment group)", evidence)
+    if kind == "EXTERNAL":
+        return Outcome(False, "the service uses the EXTERNAL deployment controller: its revision is set by the task "
+                              "sets of its own deployer; roll back through that deployer", evidence)
+    return None
+
+
 def images_exist(ctx: ActionContext, task_definition: dict[str, Any]) -> Outcome:
     """Every ECR image of the task definition exists now."""
     refs = []

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from guard.actions import Action, ActionContext, Outcome
 from guard.gateways.aws import call
 from guard.gateways.ecs import Boto3Ecs
-from rollback._ecs import IAM_ACTIONS, images_exist, service, steady_on
+from rollback._ecs import IAM_ACTIONS, controller_refusal, images_exist, service, steady_on
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,13 @@ class EcsRollback(Action):
         return f"roll {self.cluster}/{self.service} back to {self.task_definition.rsplit('/', 1)[-1]}"
 
     def precondition(self, ctx: ActionContext) -> Outcome:
-        """The service exists, the target revision is ACTIVE and all its images exist."""
+        """The service exists under the ECS controller, the target revision is ACTIVE and all its images exist."""
         svc = service(ctx, self.cluster, self.service)
         if svc is None:
             return Outcome(False, f"service {self.cluster}/{self.service} does not exist")
+        refused = controller_refusal(svc)
+        if refused is not None:
+            return refused
         td = Boto3Ecs(ctx.aws).task_definition(self.task_definition)
         if td is None or td.get("status") != "ACTIVE":
             return Outcome(False, f"task definition {self.task_definition} is not ACTIVE")

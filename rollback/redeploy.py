@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from guard.actions import Action, ActionContext, Outcome
 from guard.gateways.aws import call
 from guard.gateways.ecs import Boto3Ecs
-from rollback._ecs import IAM_ACTIONS, images_exist, service, steady_on
+from rollback._ecs import IAM_ACTIONS, controller_refusal, images_exist, service, steady_on
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,13 @@ class Redeploy(Action):
         return f"force a new deployment of {self.cluster}/{self.service}"
 
     def precondition(self, ctx: ActionContext) -> Outcome:
-        """Redeploying only helps if every image of the service's revision exists."""
+        """Redeploying only helps under the ECS controller, and if every image of the service's revision exists."""
         svc = service(ctx, self.cluster, self.service)
         if svc is None:
             return Outcome(False, f"service {self.cluster}/{self.service} does not exist")
+        refused = controller_refusal(svc)
+        if refused is not None:
+            return refused
         td = Boto3Ecs(ctx.aws).task_definition(str(svc.get("taskDefinition")))
         if td is None:
             return Outcome(False, f"task definition {svc.get('taskDefinition')} does not exist")

@@ -14,14 +14,18 @@ from guard.models import DeployPlan, Severity
 class ImageExists(Check):
     """Proves each ECR image (by tag or digest, sidecars included, any account/region) exists now.
 
-    Cannot prove the image will still exist at deploy time (a lifecycle policy or a person may delete it),
-    nor anything about images outside ECR, which are reported as not verified (info).
+    A reference that can never be pulled (an ECR-shaped host whose account is not 12 digits or whose region
+    is not a region, a placeholder such as `XXXXXXXXXXXX` or `region-code`, an unrendered template such as
+    `<IMAGE1_NAME>` or `${...}`) is an error without any lookup. Cannot prove the image will still exist at
+    deploy time (a lifecycle policy or a person may delete it), nor anything about images outside ECR,
+    which are reported as not verified (info).
     """
 
     id = "IMG001"
     title = "Image exists in ECR"
     severity = Severity.ERROR
-    proves = "every ECR image reference (tag or digest) resolves to an image in its account and region"
+    proves = "every ECR image reference (tag or digest) resolves to an image in its account and region; " \
+        "malformed, placeholder and template references are errors"
     cannot_prove = "that the image survives until tasks start; images outside ECR are not looked up"
 
     def run(self, plan: DeployPlan, ctx: CheckContext) -> Iterator[Result]:
@@ -31,6 +35,12 @@ class ImageExists(Check):
             for c in target.containers:
                 ref = c.image
                 if ref is None:
+                    continue
+                if ref.problem is not None:
+                    yield self.finding(
+                        target.name, f"container {c.name}: image {ref.uri} can never be pulled: {ref.problem}",
+                        container=c.name, image=ref.uri, reason=ref.problem,
+                        remediation="fix the image reference (a real account, region and rendered values)")
                     continue
                 if not ref.is_ecr:
                     yield self.finding(
@@ -49,7 +59,7 @@ class ImageExists(Check):
                         region=ref.region, remediation="check the image URI, or grant ecr:BatchGetImage")
                 elif answer.status is ImageStatus.ABSENT:
                     yield self.finding(
-                        target.name, f"container {c.name}: image {ref.repository}:{ref.reference} does not "
+                        target.name, f"container {c.name}: image {ref.display} does not "
                         f"exist in account {ref.account} ({ref.region})", container=c.name, image=ref.uri,
                         repository=ref.repository, reference=ref.reference, account=ref.account,
                         region=ref.region,

@@ -46,7 +46,7 @@ class PlatformMatches(Check):
                 elif want not in got:
                     declared = "" if target.architecture_declared else " (the ECS default: no runtimePlatform)"
                     yield self.finding(
-                        target.name, f"container {c.name}: image {c.image.repository}:{c.image.reference} is "
+                        target.name, f"container {c.name}: image {c.image.display} is "
                         f"built for {', '.join(sorted(got)) or 'no platform'} but runs on {want}{declared}",
                         container=c.name, image=c.image.uri, image_platforms=sorted(got), runtime=want,
                         remediation=f"build for {want} (docker buildx --platform {want}) or change the "

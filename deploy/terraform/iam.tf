@@ -1,4 +1,5 @@
-# Least privilege for the watchdog: read ECS/ECR/Lambda, write only its own state, metrics and topic.
+# Least privilege for the watchdog: read ECS/ECR/Lambda, write only its own state, metrics and topic, start only
+# itself (shards) and the remediation function.
 # tests/integration/test_deploy_module.py checks every API a sweep calls is listed here.
 data "aws_iam_policy_document" "assume" {
   statement {
@@ -77,7 +78,12 @@ data "aws_iam_policy_document" "watchdog" {
   statement {
     sid       = "FanOut"
     actions   = ["lambda:InvokeFunction"]
-    resources = ["arn:${local.partition}:lambda:${local.region}:${local.account}:function:${var.name}"]
+    resources = [for f in local.functions : "arn:${local.partition}:lambda:${local.region}:${local.account}:function:${f}"]
+  }
+  statement {
+    sid       = "Config"
+    actions   = ["ssm:GetParameter"]
+    resources = [aws_ssm_parameter.config[var.name].arn]
   }
   dynamic "statement" {
     for_each = length(var.shards) == 0 ? [] : [1]
@@ -90,7 +96,7 @@ data "aws_iam_policy_document" "watchdog" {
   statement {
     sid       = "Logs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.watchdog.arn}:*"]
+    resources = ["${aws_cloudwatch_log_group.function[var.name].arn}:*"]
   }
 }
 

@@ -65,6 +65,7 @@ class LlmPlanner:
         messages: list[dict[str, Any]] = [{"role": "user", "content": scrub(
             f"Incident {incident.id} is open: {incident.title}. Triage it and propose a repair.")}]
         proposals: list[tuple[Action, str]] = []
+        refused: list[dict[str, Any]] = []
         reasoning: list[str] = []
         calls: list[str] = []
         used, turns, stop = 0, 0, "end_turn"
@@ -97,11 +98,11 @@ class LlmPlanner:
             for use in uses:
                 calls.append(use["name"])
                 if isinstance(use.get("input"), Mapping):
-                    payload, error = self._tool(incident, ctx, use["name"], use["input"], proposals)
+                    payload, error = self._tool(incident, ctx, use["name"], use["input"], proposals, refused)
                 else:
                     payload, error = {"error": "tool input must be an object"}, True
                 results.append({"type": "tool_result", "tool_use_id": use["id"],
-                                "content": json.dumps(redact(payload), default=lambda o: scrub(str(o))),
+                                "content": tool_result_content(payload),
                                 "is_error": error})
             messages.append({"role": "user", "content": results})
         journal.append(EntryKind.MODEL, {
@@ -109,7 +110,7 @@ class LlmPlanner:
             "token_budget": cfg.token_budget, "max_turns": cfg.max_turns, "stop": stop,
             "inputs": {"incident": incident.id, "tool_calls": calls},
             "reasoning": " ".join(reasoning)[:4000],
-            "proposals": [{**a.to_json(), "reason": why} for a, why in proposals]}, actor)
+            "proposals": [{**a.to_json(), "reason": why} for a, why in proposals], "refused": refused}, actor)
         if stop in ("turn_cap", "token_budget"):
             limit = "turn cap" if stop == "turn_cap" else "token budget"
             return [escalation(incident, f"the model reached its {limit} without a verified plan")]
@@ -117,14 +118,15 @@ class LlmPlanner:
             return [escalation(incident, f"the model's reply could not be used ({stop})")]
         if stop.startswith("model_unavailable"):
             return plan(incident, ctx)  # the API is down or refuses the key: the deterministic playbook plans
+        unusable = "".join(f"; refused proposal {r['kind']!r}: {r['error']}" for r in refused)
         if not proposals:
-            return [escalation(incident, "the model proposed no valid action")]
+            return [escalation(incident, "the model proposed no valid action" + unusable)]
         reason = "; ".join(why for _, why in proposals)
         return [Strategy("model proposal", reason, tuple(a for a, _ in proposals)),
-                escalation(incident, "the model's proposal did not repair the incident")]
+                escalation(incident, "the model's proposal did not repair the incident" + unusable)]
 
     def _tool(self, incident: Incident, ctx: PlanContext, name: str, args: Mapping[str, Any],
-              proposals: list[tuple[Action, str]]) -> tuple[Any, bool]:
+              proposals: list[tuple[Action, str]], refused: list[dict[str, Any]]) -> tuple[Any, bool]:
         """Run one read-only tool (or record a proposal); errors are returned to the model as data."""
         resource = str(args.get("resource", ""))
         if name in ("describe_resource", "get_known_good") and resource not in incident.resources:
@@ -147,10 +149,15 @@ class LlmPlanner:
                          "conclusion": r.conclusion} for r in ctx.github.recent_runs(ctx.config.build_repository)[:20]
                         ], False
             if name == "propose_action":
-                return _propose(incident, args, proposals)
+                return _propose(args, proposals, refused)
         except GatewayError as exc:
             return {"error": str(exc)}, True
         return {"error": f"unknown tool {name}"}, True
+
+
+def tool_result_content(payload: Any) -> str:
+    """A tool result as the model receives it: JSON, every string through guard.redact."""
+    return json.dumps(redact(payload), default=lambda o: scrub(str(o)))
 
 
 class ModelReplyError(Exception):
@@ -183,15 +190,16 @@ def _reply(resp: Any) -> tuple[int, list[dict[str, Any]], str]:
     return sum(max(0, n) for n in counts), blocks, str(getattr(resp, "stop_reason", ""))
 
 
-def _propose(incident: Incident, args: Mapping[str, Any],
-             proposals: list[tuple[Action, str]]) -> tuple[Any, bool]:
+def _propose(args: Mapping[str, Any], proposals: list[tuple[Action, str]],
+             refused: list[dict[str, Any]]) -> tuple[Any, bool]:
+    """Record a proposal for the policy gate, whatever it targets (the gate decides); refuse what is no action."""
     try:
         action = action_from_json({"kind": args.get("kind"), "params": args.get("params")})
     except (InputError, TypeError) as exc:
+        refused.append({"kind": str(args.get("kind"))[:100], "error": str(exc)[:300]})
         return {"error": f"invalid proposal: {exc}"}, True
-    if not action.always_allowed and action.resource not in incident.resources and \
-            not action.resource.startswith("github:"):
-        return {"error": f"{action.resource} is outside this incident's resources"}, True
+    if action.always_allowed:
+        return {"error": "escalation is not proposed: it follows any plan that does not repair"}, True
     proposals.append((action, str(args.get("reason", ""))[:500]))
     return {"recorded": action.action_id, "note": "the policy gate will decide"}, False
 

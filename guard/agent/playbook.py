@@ -7,6 +7,7 @@ to the known-good revision. Causes a rollback cannot fix (a secret, a role, the 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from guard.config import RemediateConfig
 from guard.errors import GatewayError
 from guard.gateways.aws import AwsSession, call
 from guard.models import Cause, ImageRef, Incident, InputError
+from guard.policy import workflow_matches
 from guard.records import known_good_function, known_good_service
 from guard.state import StateStore
 
@@ -61,10 +63,11 @@ def _ecs(resource: str) -> tuple[str, str] | None:
     return cluster, service
 
 
-def escalation(incident: Incident, reason: str) -> Strategy:
-    """The last strategy of every plan."""
-    return Strategy("escalate", reason, (make_action("escalate", incident_id=incident.id, reason=reason,
-                                                title_text=incident.title, resources=incident.resources),))
+def escalation(incident: Incident, reason: str, tried: tuple[str, ...] = ()) -> Strategy:
+    """The last strategy of every plan: the stored incident, what was tried and why it stopped, to humans."""
+    return Strategy("escalate", reason, (make_action(
+        "escalate", incident_id=incident.id, reason=reason, title_text=incident.title, resources=incident.resources,
+        incident=json.dumps(incident.to_json(), sort_keys=True), tried=tried),))
 
 
 def _rerun(incident: Incident, ctx: PlanContext) -> Strategy | None:
@@ -82,10 +85,8 @@ def _rerun(incident: Incident, ctx: PlanContext) -> Strategy | None:
         runs = ctx.github.recent_runs(ctx.config.build_repository)
     except GatewayError:
         return None
-    wanted = ctx.config.build_workflow
     for run in runs:
-        if run.head_sha.startswith(tag) and (not wanted or wanted in (run.name, run.path)
-                                             or run.path.endswith(f"/{wanted}")):
+        if run.head_sha.startswith(tag) and workflow_matches(ctx.config.build_workflow, run.name, run.path):
             if run.status == "completed" and run.conclusion == "success":
                 return None
             services = [s for s in (_ecs(r) for r in incident.resources) if s]
@@ -159,7 +160,6 @@ def plan(incident: Incident, ctx: PlanContext) -> list[Strategy]:
     strategies = [s for s in (_rerun(incident, ctx), _rollback(incident, ctx)) if s is not None]
     reason = "no automated strategy left" if strategies else "no safe automated repair is known for this incident"
     return [*strategies, escalation(incident, reason)]
-
 
 
 def playbook_planner(incident: Incident, ctx: PlanContext, journal: object, actor: str) -> list[Strategy]:

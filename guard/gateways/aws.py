@@ -20,17 +20,21 @@ from botocore.exceptions import (
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
+    ProfileNotFound,
     ReadTimeoutError,
 )
 
 from guard.errors import AccessDenied, GatewayError, NoCredentials, Throttled, Unreachable
 from guard.gateways.stats import ApiStats
+from guard.models import InputError
 
 _THROTTLE_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "TooManyRequestsException",
     "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException", "SlowDown",
     "ProvisionedThroughputExceededException", "429",
 })
+# Signing names that differ from the IAM action prefix (CloudWatch signs as "monitoring").
+_IAM_PREFIX = {"monitoring": "cloudwatch"}
 _DENIED_CODES = frozenset({
     "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException",
     "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch",
@@ -48,6 +52,7 @@ class AwsSettings:
     read_timeout: float = 20.0
     account_roles: Mapping[str, str] = field(default_factory=dict)
     role_arn: str | None = None
+    profile: str | None = None
 
 
 def _env_int(name: str, default: int) -> int:
@@ -109,7 +114,11 @@ class AwsSession:
         self.settings = settings or AwsSettings()
         self.stats = stats or ApiStats()
         self._lock = threading.Lock()
-        self._base = boto3.session.Session()
+        try:
+            self._base = boto3.session.Session(profile_name=self.settings.profile)
+        except ProfileNotFound:
+            raise InputError(f"AWS profile {self.settings.profile!r} is not in the shared config or "
+                             "credentials file") from None
         self._sessions: dict[str, boto3.session.Session] = {}
         self._clients: dict[tuple[str, str, str], Any] = {}
         self._config = Config(
@@ -135,8 +144,7 @@ class AwsSession:
             if cached is None:
                 session = self._session_for(role_account)
                 cached = session.client(service, region_name=region, config=self._config)
-                cached.meta.events.register("before-call", self._count_call)
-                cached.meta.events.register("before-send", self._count_attempt)
+                self._count(cached, attempts=True)
                 self._clients[key] = cached
             return cached
 
@@ -147,7 +155,7 @@ class AwsSession:
         session = self._sessions.get(role)
         if session is None:
             sts = self._base.client("sts", region_name=self.default_region, config=self._config)
-            sts.meta.events.register("before-call", self._count_call)
+            self._count(sts)
             creds = call(sts, "AssumeRole", RoleArn=role, RoleSessionName="deploy-guard")["Credentials"]
             session = boto3.session.Session(
                 aws_access_key_id=creds["AccessKeyId"],
@@ -157,14 +165,17 @@ class AwsSession:
             self._sessions[role] = session
         return session
 
-    def _count_call(self, event_name: str, **kwargs: Any) -> None:
-        self.stats.call(_api_name(event_name))
+    def _count(self, client: Any, *, attempts: bool = False) -> None:
+        """Count the client's calls (and HTTP attempts) under IAM action names, e.g. `logs:DescribeLogGroups`."""
+        name = client.meta.service_model.signing_name
+        prefix = _IAM_PREFIX.get(name, name)
 
-    def _count_attempt(self, event_name: str, **kwargs: Any) -> None:
-        self.stats.attempt(_api_name(event_name))
+        def call(event_name: str, **kwargs: Any) -> None:
+            self.stats.call(f"{prefix}:{event_name.rsplit('.', 1)[-1]}")
 
+        def attempt(event_name: str, **kwargs: Any) -> None:
+            self.stats.attempt(f"{prefix}:{event_name.rsplit('.', 1)[-1]}")
 
-def _api_name(event_name: str) -> str:
-    """`before-call.ecr.BatchGetImage` -> `ecr:BatchGetImage`."""
-    _, service, operation = event_name.split(".", 2)
-    return f"{service}:{operation}"
+        client.meta.events.register("before-call", call)
+        if attempts:
+            client.meta.events.register("before-send", attempt)

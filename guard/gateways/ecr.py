@@ -68,6 +68,9 @@ class EcrReader(Protocol):
     def platforms(self, info: ImageInfo) -> frozenset[str] | GatewayError:
         """The `os/arch` platforms an image runs on (from its index or its config blob)."""
 
+    def labels(self, info: ImageInfo) -> dict[str, str] | GatewayError:
+        """The image's OCI config labels (an index: its own annotations, then its first platform's labels)."""
+
 
 def _chunks(items: list[dict[str, str]], size: int) -> Iterator[list[dict[str, str]]]:
     for i in range(0, len(items), size):
@@ -89,6 +92,8 @@ class Boto3Ecr:
         self._lock = threading.Lock()
         self._images: dict[str, Lookup] = {}
         self._platforms: dict[tuple[str, str, str, str], frozenset[str] | GatewayError] = {}
+        self._configs: dict[tuple[str, str, str, str], dict[str, Any] | GatewayError] = {}
+        self._config_locks: dict[tuple[str, str, str, str], threading.Lock] = {}
 
     def lookup(self, refs: Iterable[ImageRef]) -> dict[str, Lookup]:
         """Answer for every ECR reference, keyed by URI; each distinct image ID is asked for once."""
@@ -169,11 +174,57 @@ class Boto3Ecr:
         config_digest = (manifest.get("config") or {}).get("digest")
         if not config_digest:
             return Unreachable("ECR", "BatchGetImage", "manifest has no config descriptor", "BadManifest")
-        try:
-            config = self._config_blob(info.ref, config_digest)
-        except GatewayError as exc:
-            return exc
+        config = self._config(info.ref, config_digest)
+        if isinstance(config, GatewayError):
+            return config
         return frozenset({f"{config.get('os', 'linux')}/{config.get('architecture', 'unknown')}"})
+
+    def labels(self, info: ImageInfo) -> dict[str, str] | GatewayError:
+        """Labels from the config blob; for an index, its annotations overlaid by its first platform's labels."""
+        try:
+            manifest = json.loads(info.manifest or "{}")
+        except json.JSONDecodeError:
+            return Unreachable("ECR", "BatchGetImage", "image manifest is not valid JSON", "BadManifest")
+        if info.is_index:
+            found = dict(manifest.get("annotations") or {})
+            child = next((e for e in manifest.get("manifests", [])
+                          if (e.get("platform") or {}).get("architecture") not in (None, "unknown")), None)
+            if child is None:
+                return found
+            ref = info.ref
+            child_ref = ImageRef(uri=f"{ref.registry}/{ref.repository}@{child['digest']}", registry=ref.registry,
+                                 repository=ref.repository, digest=child["digest"], account=ref.account,
+                                 region=ref.region)
+            answer = self.lookup([child_ref])[child_ref.uri]
+            if isinstance(answer, GatewayError):
+                return answer
+            if answer.status is not ImageStatus.PRESENT or answer.is_index:
+                return found
+            inner = self.labels(answer)
+            return inner if isinstance(inner, GatewayError) else {**found, **inner}
+        config_digest = (manifest.get("config") or {}).get("digest")
+        if not config_digest:
+            return {}
+        config = self._config(info.ref, config_digest)
+        if isinstance(config, GatewayError):
+            return config
+        labels = (config.get("config") or {}).get("Labels") or {}
+        return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+    def _config(self, ref: ImageRef, digest: str) -> dict[str, Any] | GatewayError:
+        """The config blob `digest`, downloaded once per repository."""
+        key = (*ref.key, digest)
+        with self._lock:  # one download per blob even when two checks ask at once
+            gate = self._config_locks.setdefault(key, threading.Lock())
+        with gate:
+            cached = self._configs.get(key)
+            if cached is None:
+                try:
+                    cached = self._config_blob(ref, digest)
+                except GatewayError as exc:
+                    cached = exc
+                self._configs[key] = cached
+        return cached
 
     def _config_blob(self, ref: ImageRef, digest: str) -> dict[str, Any]:
         client = self.aws.client("ecr", ref.region, ref.account)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from urllib3.connectionpool import ConnectionPool
 from urllib3.response import BaseHTTPResponse
@@ -25,6 +28,8 @@ SERVICE = "github"
 DEFAULT_API_URL = "https://api.github.com"
 MAX_RETRY_AFTER = 30  # seconds; a longer Retry-After is capped, a primary rate limit is never waited for
 PER_PAGE = 100
+SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
+_T = TypeVar("_T")
 
 # The (stats, "github:Operation") of the call running in this thread, so that retries are counted against it.
 _CURRENT: ContextVar[tuple[ApiStats, str] | None] = ContextVar("github_current_call", default=None)
@@ -45,6 +50,39 @@ class WorkflowRun:
     run_attempt: int
     event: str
     created_at: str
+    workflow_id: int = 0  # in every payload; `name` and `path` are absent from older ones ("" here)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of a workflow run's latest attempt."""
+
+    id: int
+    name: str
+    status: str
+    conclusion: str | None
+    run_attempt: int
+    html_url: str
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A workflow's display name and file path (`.github/workflows/build.yml`)."""
+
+    id: int
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What one artifact attestation's in-toto statement says about the build of a digest (not its signature)."""
+
+    predicate_type: str
+    subjects: tuple[str, ...]  # "sha256:<hex>" of every subject
+    repository: str  # "owner/name" from the workflow's repository URL, "" when the predicate has none
+    workflow_path: str
+    commit: str
 
 
 class GitHubReader(Protocol):
@@ -52,6 +90,18 @@ class GitHubReader(Protocol):
 
     def runs_for_commit(self, repo: str, sha: str) -> list[WorkflowRun]:
         """Every workflow run of commit `sha` in `repo` ("owner/name"), newest first."""
+        ...
+
+    def jobs(self, repo: str, run_id: int) -> list[Job]:
+        """The jobs of a run's latest attempt."""
+        ...
+
+    def workflow(self, repo: str, workflow_id: int) -> Workflow:
+        """A workflow's name and path, for runs whose payload lacks them."""
+        ...
+
+    def attestations(self, repo: str, digest: str) -> list[Provenance]:
+        """The provenance statements of the artifact attestations stored in `repo` for `digest`."""
         ...
 
 
@@ -116,6 +166,45 @@ class PyGithubGateway:
                 if len(batch) < PER_PAGE or page * PER_PAGE >= pages.totalCount:
                     return list(found.values())
 
+    def jobs(self, repo: str, run_id: int) -> list[Job]:
+        """The jobs of the run's latest attempt, all pages read."""
+        operation = "ListJobsForWorkflowRun"
+        url = f"{self._api_url}/repos/{repo}/actions/runs/{run_id}/jobs"
+        with self._call(operation, repo):
+            out: list[Job] = []
+            page = 1
+            while True:
+                self._count(operation)
+                _, data = self._github.requester.requestJsonAndCheck(
+                    "GET", url, parameters={"per_page": PER_PAGE, "page": page})
+                batch = data["jobs"]
+                out += [Job(int(j["id"]), str(j["name"]), str(j["status"]), j.get("conclusion"),
+                            int(j.get("run_attempt") or 1), str(j.get("html_url") or "")) for j in batch]
+                if len(batch) < PER_PAGE or len(out) >= int(data.get("total_count", 0)):
+                    return out
+                page += 1
+
+    def workflow(self, repo: str, workflow_id: int) -> Workflow:
+        """A workflow's name and path (GET /actions/workflows/ID)."""
+        with self._call("GetWorkflow", repo):
+            self._count("GetWorkflow")
+            wf = self._github.get_repo(repo).get_workflow(workflow_id)
+            return Workflow(workflow_id, wf.name or "", wf.path or "")
+
+    def attestations(self, repo: str, digest: str) -> list[Provenance]:
+        """Provenance of the attestations for `digest` in `repo` (GitHub answers 404 when there are none)."""
+        from github.GithubException import UnknownObjectException
+
+        operation = "ListAttestations"
+        url = f"{self._api_url}/repos/{repo}/attestations/{digest}"
+        with self._call(operation, repo):
+            self._count(operation)
+            try:
+                _, data = self._github.requester.requestJsonAndCheck("GET", url, parameters={"per_page": PER_PAGE})
+            except UnknownObjectException:
+                return []
+            return [p for p in (provenance(a.get("bundle") or {}) for a in data["attestations"]) if p is not None]
+
     def run(self, repo: str, run_id: int) -> WorkflowRun:
         """One workflow run, as it is now."""
         with self._call("GetWorkflowRun", repo):
@@ -159,10 +248,50 @@ class PyGithubGateway:
 
 
 def _to_run(run: GithubRun) -> WorkflowRun:
+    # Optional fields come from the payload as served: PyGithub would GET the run again for a field it lacks.
+    raw: dict[str, Any] = run._rawData
     return WorkflowRun(
-        id=run.id, name=run.name, path=run.path, head_sha=run.head_sha, head_branch=run.head_branch,
-        status=run.status, conclusion=run.conclusion, html_url=run.html_url, run_attempt=run.run_attempt,
-        event=run.event, created_at=run.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        id=run.id, name=_optional(raw, "name", str, ""), path=_optional(raw, "path", str, ""),
+        head_sha=run.head_sha, head_branch=run.head_branch, status=run.status, conclusion=run.conclusion,
+        html_url=run.html_url, run_attempt=_optional(raw, "run_attempt", int, 1), event=run.event,
+        created_at=run.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        workflow_id=_optional(raw, "workflow_id", int, 0))
+
+
+def _optional(raw: Mapping[str, Any], key: str, kind: type[_T], default: _T) -> _T:
+    """A field an older payload may lack (or send as null); any other type is a bad response (TypeError)."""
+    value = raw.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TypeError(f"workflow run field {key} is {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
+def provenance(bundle: Mapping[str, Any]) -> Provenance | None:
+    """The SLSA provenance a Sigstore bundle's DSSE envelope carries, or None for another kind of statement.
+
+    Reads GitHub's `https://slsa.dev/provenance/v1` predicate (actions/attest-build-provenance): the
+    workflow's repository and path from `buildDefinition.externalParameters.workflow`, the commit from
+    `resolvedDependencies[].digest.gitCommit`. The signature is not verified here.
+    """
+    envelope = bundle.get("dsseEnvelope") or {}
+    try:
+        statement = json.loads(base64.b64decode(str(envelope.get("payload", "")), validate=True))
+    except (ValueError, binascii.Error):
+        return None
+    if not isinstance(statement, dict) or not str(statement.get("predicateType", "")).startswith(SLSA_PROVENANCE):
+        return None
+    subjects = tuple(f"sha256:{s['digest']['sha256']}" for s in statement.get("subject") or []
+                     if isinstance(s, dict) and isinstance(s.get("digest"), dict) and "sha256" in s["digest"])
+    build = (statement.get("predicate") or {}).get("buildDefinition") or {}
+    workflow = (build.get("externalParameters") or {}).get("workflow") or {}
+    repository = str(workflow.get("repository", ""))
+    repository = repository.split("://", 1)[-1].split("/", 1)[-1] if "://" in repository else repository
+    commits = [str(d["digest"]["gitCommit"]) for d in build.get("resolvedDependencies") or []
+               if isinstance(d, dict) and isinstance(d.get("digest"), dict) and "gitCommit" in d["digest"]]
+    return Provenance(str(statement["predicateType"]), subjects, repository.removesuffix(".git"),
+                      str(workflow.get("path", "")), commits[0] if commits else "")
 
 
 def _map_error(exc: Exception, operation: str, repo: str, api_url: str) -> GatewayError | None:

@@ -1,14 +1,20 @@
 """Read port for what a task references besides images: roles, secrets, SSM parameters, log groups.
 
 Values are never read: existence is checked with GetRole, DescribeSecret, DescribeParameters and
-DescribeLogGroups, which return metadata only.
+DescribeLogGroups, which return metadata only. Independent lookups run on a bounded thread pool.
+
+Log groups are looked up one `logGroupNamePrefix` call each: DescribeLogGroups' `logGroupIdentifiers` (up to 50
+ARNs) cannot take a name prefix, needs each group's account and region, and moto 5.2 ignores it (answering with
+every group of the account), so the sandbox could not prove the batched form.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
+from typing import TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -16,6 +22,10 @@ from guard.errors import GatewayError
 from guard.gateways.aws import AwsSession, call, error_code
 
 PARAMETERS_PER_CALL = 10
+WORKERS = 16
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class RefStatus(StrEnum):
@@ -35,11 +45,21 @@ def arn_parts(arn: str) -> list[str]:
     return parts if len(parts) == 6 and parts[0] == "arn" else []
 
 
-class Boto3Refs:
-    """Existence lookups, one call per role/secret/log group, SSM parameters 10 per call per region."""
+def pooled(fn: Callable[[K], V], keys: Iterable[K], workers: int) -> dict[K, V]:
+    """`{key: fn(key)}` with the calls on at most `workers` threads; keys keep their order."""
+    ordered = list(keys)
+    if len(ordered) <= 1 or workers <= 1:
+        return {k: fn(k) for k in ordered}
+    with ThreadPoolExecutor(max_workers=min(workers, len(ordered))) as pool:
+        return dict(zip(ordered, pool.map(fn, ordered), strict=True))
 
-    def __init__(self, aws: AwsSession) -> None:
+
+class Boto3Refs:
+    """Existence lookups, one call per distinct role/secret/log group (concurrent), SSM parameters 10 per call."""
+
+    def __init__(self, aws: AwsSession, workers: int = WORKERS) -> None:
         self.aws = aws
+        self.workers = workers
         self._lock = threading.Lock()
         self._account: str | None = None
 
@@ -51,38 +71,55 @@ class Boto3Refs:
             return self._account
 
     def roles(self, arns: Iterable[str]) -> dict[str, RefLookup]:
-        """Whether each IAM role ARN exists in the caller's account."""
-        out: dict[str, RefLookup] = {}
-        for arn in sorted(set(arns)):
-            parts = arn_parts(arn)
+        """Whether each IAM role ARN exists in the caller's account (one GetRole per distinct role name)."""
+        wanted = sorted(set(arns))
+        account = ""
+        if any(arn_parts(a) for a in wanted):
             try:
-                if parts and parts[4] != self.caller_account():
-                    out[arn] = RefStatus.OTHER_ACCOUNT
-                    continue
-                name = arn.rsplit("/", 1)[-1]
-                call(self.aws.client("iam"), "GetRole", RoleName=name)
-                out[arn] = RefStatus.EXISTS
+                account = self.caller_account()
             except GatewayError as exc:
-                out[arn] = exc
+                return dict.fromkeys(wanted, exc)
             except ClientError as exc:
-                out[arn] = self._missing(exc, "NoSuchEntity", "IAM", "GetRole")
-        return out
+                return dict.fromkeys(wanted, GatewayError("STS", "GetCallerIdentity", str(exc), error_code(exc)))
+        names: dict[str, str] = {}
+        out: dict[str, RefLookup] = {}
+        for arn in wanted:
+            parts = arn_parts(arn)
+            if parts and parts[4] != account:
+                out[arn] = RefStatus.OTHER_ACCOUNT
+            else:
+                names[arn] = arn.rsplit("/", 1)[-1]
+        found = pooled(self._role, sorted(set(names.values())), self.workers)
+        out.update({arn: found[name] for arn, name in names.items()})
+        return dict(sorted(out.items()))
+
+    def _role(self, name: str) -> RefLookup:
+        try:
+            call(self.aws.client("iam"), "GetRole", RoleName=name)
+            return RefStatus.EXISTS
+        except GatewayError as exc:
+            return exc
+        except ClientError as exc:
+            return self._missing(exc, "NoSuchEntity", "IAM", "GetRole")
 
     def secrets(self, arns: Iterable[str]) -> dict[str, RefLookup]:
-        """Whether each Secrets Manager secret exists (a JSON-key suffix on the ARN is ignored)."""
-        out: dict[str, RefLookup] = {}
+        """Whether each Secrets Manager secret exists (a JSON-key suffix on the ARN is ignored; one call per secret)."""
+        ids: dict[str, tuple[str | None, str]] = {}
         for ref in sorted(set(arns)):
             parts = arn_parts(ref)
-            region = parts[3] if parts else None
-            secret_id = ":".join(ref.split(":")[:7]) if parts else ref
-            try:
-                call(self.aws.client("secretsmanager", region), "DescribeSecret", SecretId=secret_id)
-                out[ref] = RefStatus.EXISTS
-            except GatewayError as exc:
-                out[ref] = exc
-            except ClientError as exc:
-                out[ref] = self._missing(exc, "ResourceNotFoundException", "SecretsManager", "DescribeSecret")
-        return out
+            ids[ref] = (parts[3] if parts else None, ":".join(ref.split(":")[:7]) if parts else ref)
+        found = pooled(self._secret, sorted(set(ids.values()), key=lambda k: (k[0] or "", k[1])), self.workers)
+        return {ref: found[key] for ref, key in ids.items()}
+
+    def _secret(self, key: tuple[str | None, str]) -> RefLookup:
+        region, secret_id = key
+        try:
+            call(self.aws.client("secretsmanager", region), "DescribeSecret", SecretId=secret_id)
+            return RefStatus.EXISTS
+        except GatewayError as exc:
+            return exc
+        except ClientError as exc:
+            return self._missing(exc, "ResourceNotFoundException", "SecretsManager", "DescribeSecret")
 
     def parameters(self, refs: Iterable[str]) -> dict[str, RefLookup]:
         """Whether each SSM parameter (name or ARN) exists; DescribeParameters, 10 names per call."""
@@ -117,19 +154,19 @@ class Boto3Refs:
         return out
 
     def log_groups(self, names: Iterable[tuple[str | None, str]]) -> dict[tuple[str | None, str], RefLookup]:
-        """Whether each (region, log group) exists; DescribeLogGroups by prefix, exact match."""
-        out: dict[tuple[str | None, str], RefLookup] = {}
-        for region, name in sorted(set(names), key=lambda k: (k[0] or "", k[1])):
-            try:
-                resp = call(self.aws.client("logs", region), "DescribeLogGroups", logGroupNamePrefix=name,
-                            limit=50)
-                groups = {g["logGroupName"] for g in resp.get("logGroups", [])}
-                out[(region, name)] = RefStatus.EXISTS if name in groups else RefStatus.MISSING
-            except GatewayError as exc:
-                out[(region, name)] = exc
-            except ClientError as exc:
-                out[(region, name)] = GatewayError("Logs", "DescribeLogGroups", str(exc), error_code(exc))
-        return out
+        """Whether each (region, log group) exists; one DescribeLogGroups by prefix per group (concurrent)."""
+        return pooled(self._log_group, sorted(set(names), key=lambda k: (k[0] or "", k[1])), self.workers)
+
+    def _log_group(self, key: tuple[str | None, str]) -> RefLookup:
+        region, name = key
+        try:
+            resp = call(self.aws.client("logs", region), "DescribeLogGroups", logGroupNamePrefix=name, limit=50)
+        except GatewayError as exc:
+            return exc
+        except ClientError as exc:
+            return GatewayError("Logs", "DescribeLogGroups", str(exc), error_code(exc))
+        groups = {g["logGroupName"] for g in resp.get("logGroups", [])}
+        return RefStatus.EXISTS if name in groups else RefStatus.MISSING
 
     @staticmethod
     def _missing(exc: ClientError, not_found: str, service: str, op: str) -> RefLookup:

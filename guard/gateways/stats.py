@@ -15,6 +15,13 @@ class ApiStats:
         self.attempts: Counter[str] = Counter()
         self.batch_sizes: dict[str, list[int]] = {}
 
+    def reset(self) -> None:
+        """Start counting afresh (a watch loop reports each sweep's own calls)."""
+        with self._lock:
+            self.calls.clear()
+            self.attempts.clear()
+            self.batch_sizes.clear()
+
     def call(self, name: str) -> None:
         """Record one API call."""
         with self._lock:

@@ -6,7 +6,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from guard.models import Architecture, Container, ImageRef, InputError, Target, TargetKind
-from guard.plan.taskdef import expect_object, expect_str, optional_str, optional_str_list, region_from_arn
+from guard.plan.taskdef import (
+    expect_object,
+    expect_str,
+    optional_str,
+    optional_str_list,
+    parse_image,
+    region_from_arn,
+)
 
 _ARCHITECTURES = {"x86_64": Architecture.AMD64, "arm64": Architecture.ARM64}
 
@@ -23,6 +30,7 @@ def target_from_lambda(
     unknown: Sequence[str] = (),
     region: str | None = None,
     function_name: str | None = None,
+    templates: bool = False,
 ) -> Target:
     """Build a one-container Target for an image function; the container is named after the function."""
     where = f"{source}: {name}"
@@ -36,10 +44,7 @@ def target_from_lambda(
     if not image_unknown:
         if image_uri is None:
             raise InputError(f"{where}: image function without an image URI")
-        try:
-            image = ImageRef.parse(image_uri)
-        except InputError as e:
-            raise InputError(f"{where}: {e}") from None
+        image = parse_image(image_uri, where, templates=templates)
     container = Container(
         name=function_name or name,
         image=image,

@@ -93,8 +93,21 @@ def parse_cpu_architecture(value: Any, what: str) -> tuple[Architecture, bool]:
     return arch, True
 
 
+def parse_image(uri: str, at: str, *, templates: bool) -> ImageRef:
+    """Parse an image URI; an unrendered template is an input error unless `templates` (then a finding)."""
+    try:
+        image = ImageRef.parse(uri)
+    except InputError as e:
+        raise InputError(f"{at}: {e}") from None
+    if image.is_template and not templates:
+        raise InputError(f"{at}: image {uri!r} is a template: {image.problem}; render it (e.g. with "
+                         "aws-actions/amazon-ecs-render-task-definition) and gate the rendered file")
+    return image
+
+
 def containers_from_definitions(
-    defs: Any, *, where: str, field: str = "containerDefinitions", overrides: Mapping[str, str] | None = None
+    defs: Any, *, where: str, field: str = "containerDefinitions", overrides: Mapping[str, str] | None = None,
+    templates: bool = False,
 ) -> tuple[tuple[Container, ...], tuple[str, ...]]:
     """Containers and awslogs log groups of an ECS `containerDefinitions` list (camelCase keys)."""
     items = expect_list(defs, f"{where}: {field}")
@@ -110,10 +123,7 @@ def containers_from_definitions(
             raise InputError(f"{where}: two containers are named {name!r}")
         at = f"{where}: container {name!r}"
         uri = expect_str(overrides.get(name, cd.get("image")), f"{at}: image")
-        try:
-            image = ImageRef.parse(uri)
-        except InputError as e:
-            raise InputError(f"{at}: {e}") from None
+        image = parse_image(uri, at, templates=templates)
         essential = cd.get("essential")
         if essential is not None and not isinstance(essential, bool):
             raise InputError(f"{at}: essential must be true or false, not {describe(essential)}")

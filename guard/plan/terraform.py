@@ -29,7 +29,9 @@ from guard.plan.taskdef import (
 _WRAPPER_PREFIXES = ("[command]", "::debug::", "::set-output", "::group::", "::endgroup::")
 _TASK_DEFINITION = "aws_ecs_task_definition"
 _LAMBDA_FUNCTION = "aws_lambda_function"
-_VERSION = re.compile(r"(\d+)(?:\.\d+)*")
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.\d+)*")
+# The plan formats read: same resource_changes structure in all of them.
+SUPPORTED_FORMATS = "0.1 (Terraform 0.12-0.15), 0.2 (Terraform 1.0) and 1.x (Terraform 1.1+, OpenTofu)"
 
 
 def load_plan_file(path: Path) -> DeployPlan:
@@ -103,8 +105,9 @@ def _check_plan(doc: Any, source: str) -> Mapping[str, Any]:
         raise InputError(f"{source}: not a Terraform plan: no resource_changes or planned_values")
     version = doc["format_version"]
     m = _VERSION.fullmatch(version) if isinstance(version, str) else None
-    if m is None or m.group(1) != "1":
-        raise InputError(f"{source}: unsupported plan format_version {version!r:.40} (deploy-guard reads 1.x)")
+    if m is None or not (m.group(1) == "1" or (m.group(1), m.group(2)) in (("0", "1"), ("0", "2"))):
+        raise InputError(f"{source}: unsupported plan format_version {version!r:.40}; deploy-guard reads "
+                         f"{SUPPORTED_FORMATS}")
     return doc
 
 
@@ -161,7 +164,8 @@ def _task_definition(address: str, after: Mapping[str, Any], unknowns: Mapping[s
     else:
         text = expect_str(after["container_definitions"], f"{where}: container_definitions")
         defs = parse_json_document(text, f"{where}: container_definitions")
-        containers, log_groups = containers_from_definitions(defs, where=where, field="container_definitions")
+        containers, log_groups = containers_from_definitions(defs, where=where, field="container_definitions",
+                                                          templates=True)
     architecture, declared = None, False
     if _at(unknowns, "runtime_platform", 0, "cpu_architecture") is True:
         unknown.append("runtime_platform")
@@ -234,4 +238,5 @@ def _lambda_function(address: str, after: Mapping[str, Any], unknowns: Mapping[s
         image_unknown=image_unknown,
         unknown=unknown,
         function_name=function_name,
+        templates=True,
     )

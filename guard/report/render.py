@@ -12,6 +12,7 @@ from rich.console import Console
 if TYPE_CHECKING:
     from guard.gate import GateReport
     from guard.remediate import RemediationReport
+    from guard.verify import VerifyReport
     from guard.watch import WatchReport
 
 
@@ -31,14 +32,15 @@ def emit_check(report: GateReport, fmt: str, console: Console) -> None:
         render_table(report, console)
 
 
-def emit_watch(report: WatchReport, fmt: str, console: Console) -> None:
-    """One sweep as a table or JSON."""
+def emit_watch(report: WatchReport, fmt: str, console: Console, *, verbose: bool = False,
+               stamp: bool = False) -> None:
+    """One sweep as a table (evidence with `verbose`, the sweep's time with `stamp`) or JSON."""
     from guard.report.watch import render_watch_json, render_watch_table
 
     if fmt == "json":
         print(render_watch_json(report))
     else:
-        render_watch_table(report, console)
+        render_watch_table(report, console, verbose=verbose, stamp=stamp)
 
 
 def emit_remediation(reports: Sequence[RemediationReport], fmt: str, dry_run: bool,
@@ -55,3 +57,23 @@ def emit_remediation(reports: Sequence[RemediationReport], fmt: str, dry_run: bo
             echo(f"  postmortem: {r.postmortem_key} (guard postmortem {r.incident_id})")
     if not reports:
         echo("no open incidents")
+
+
+def emit_verify(report: VerifyReport, fmt: str, console: Console) -> None:
+    """Each target's verdict as a table or JSON, plus workflow commands and the job summary."""
+    import os
+    from pathlib import Path
+
+    from guard.report.verify import render_verify_table, verify_commands, verify_json, verify_summary
+
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with Path(summary).open("a", encoding="utf-8") as fh:
+            fh.write(verify_summary(report))
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in verify_commands(report):
+            print(line, file=sys.stderr if fmt == "json" else sys.stdout)
+    if fmt == "json":
+        print(verify_json(report))
+    else:
+        render_verify_table(report, console)

@@ -103,8 +103,8 @@ def seed(aws: Scenario, github: GitHubSandbox) -> World:
     Lambda, ECR repositories with lifecycle policies, roles, log groups, and two builds in GitHub."""
     registry = aws.repository("shop/app").split("/", 1)[0]
     aws.repository("thumbnailer")
-    aws.push_image("shop/app", GOOD_SHA[:7], arch="amd64")
-    aws.push_image("thumbnailer", GOOD_SHA[:7], arch="arm64")
+    built = [aws.push_image("shop/app", GOOD_SHA[:7], arch="amd64"),
+             aws.push_image("thumbnailer", GOOD_SHA[:7], arch="arm64")]
     ecr = aws.client("ecr")
     for repo in ("shop/app", "thumbnailer"):
         ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=json.dumps({"rules": [{
@@ -123,6 +123,8 @@ def seed(aws: Scenario, github: GitHubSandbox) -> World:
     aws.lambda_function("thumbnailer", f"{registry}/thumbnailer:{GOOD_SHA[:7]}", arch="arm64",
                         role_arn=lambda_role)
     good = github.add_run(REPO, head_sha=GOOD_SHA, workflow="build.yml", name="build", conclusion="success")
+    for digest in built:  # the build attests what it pushed (PRV002)
+        github.add_attestation(REPO, digest, sha=GOOD_SHA, workflow="build.yml", run_id=good)
     bad = github.add_run(REPO, head_sha=BAD_SHA, workflow="build.yml", name="build", conclusion="cancelled")
     return World(registry, execution, lambda_role, good, bad)
 

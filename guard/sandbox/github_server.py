@@ -21,7 +21,8 @@ from guard.sandbox.local_server import LocalHandler, LocalHTTPServer, LocalServe
 API_PREFIX = "/api/v3"
 DEFAULT_TOKEN = "sandbox-token"
 ALL_PERMISSIONS: Mapping[str, str] = {
-    "actions": "write", "contents": "write", "deployments": "write", "issues": "write", "statuses": "write",
+    "actions": "write", "attestations": "read", "contents": "write", "deployments": "write", "issues": "write",
+    "statuses": "write",
 }
 RATE_LIMIT = 5000
 PENDING_STATUSES = frozenset({"queued", "in_progress", "waiting", "requested", "pending"})
@@ -92,6 +93,7 @@ class _Repo:
     labels: dict[str, JSON] = field(default_factory=dict)
     issues: dict[int, _Issue] = field(default_factory=dict)
     deployments: dict[int, _Deployment] = field(default_factory=dict)
+    attestations: list[tuple[str, JSON]] = field(default_factory=list)  # (subject digest, attestation)
 
 
 @dataclass(frozen=True)
@@ -206,8 +208,12 @@ class GitHubSandbox(LocalServer):
 
     def add_run(self, repo: str, *, head_sha: str, workflow: str = "build.yml", name: str = "build",
                 status: str = "completed", conclusion: str | None = "success", head_branch: str = "main",
-                event: str = "push", jobs: Iterable[str] = ("build",)) -> int:
-        """Record a workflow run (and its jobs) on `head_sha`; `conclusion` applies to completed runs only."""
+                event: str = "push", jobs: Iterable[str] = ("build",), legacy: bool = False) -> int:
+        """Record a workflow run (and its jobs) on `head_sha`; `conclusion` applies to completed runs only.
+
+        `legacy` serves the run without `name`, `path` and `display_title`, as api.github.com did in 2020 and
+        older GitHub Enterprise Server versions still do (`workflow_id` is always there).
+        """
         if status != "completed" and status not in PENDING_STATUSES:
             raise ValueError(f"unknown run status {status!r}")
         if status == "completed" and conclusion not in CONCLUSIONS:
@@ -231,7 +237,38 @@ class GitHubSandbox(LocalServer):
             self._new_attempt_jobs(run, [(job, job_status, None) for job in jobs])
             if status == "completed":
                 self._finish(run, str(conclusion))
+            if legacy:
+                for key in ("name", "path", "display_title"):
+                    data.pop(key, None)
             return run_id
+
+    def set_job(self, repo: str, run_id: int, name: str, status: str, conclusion: str | None = None) -> None:
+        """Move one job of the run's current attempt (e.g. the build job done while the deploy job runs)."""
+        if status != "completed" and status not in PENDING_STATUSES:
+            raise ValueError(f"unknown job status {status!r}")
+        with self._lock:
+            found = [job for job in self._run(repo, run_id).jobs if job["name"] == name]
+            if not found:
+                raise KeyError(f"no job {name!r} in run {run_id}")
+            for job in found:
+                _set_job(job, status, conclusion if status == "completed" else None)
+
+    def add_attestation(self, repo: str, digest: str, *, sha: str, workflow: str = "build.yml",
+                        source_repo: str | None = None, run_id: int | None = None) -> None:
+        """Store a build-provenance attestation for `digest` in `repo`, as actions/attest-build-provenance does.
+
+        `source_repo` is the repository the provenance names (default `repo`). The sandbox's bundle is
+        shaped like a Sigstore bundle but not signed.
+        """
+        with self._lock:
+            self.add_repo(repo)
+            box = self._repos[repo.lower()]
+            named = source_repo or box.data["full_name"]
+            bundle = p.provenance_bundle(digest=digest, repository=f"https://github.com/{named}",
+                                         workflow_path=f".github/workflows/{workflow}", sha=sha,
+                                         run_id=run_id or self._ids["run"])
+            box.attestations.append((digest, {"bundle": bundle, "repository_id": box.data["id"],
+                                              "bundle_url": None}))
 
     def complete_run(self, repo: str, run_id: int, conclusion: str) -> None:
         """Finish the run's current attempt with `conclusion` (one job carries a failure)."""
@@ -513,6 +550,12 @@ class GitHubSandbox(LocalServer):
         self._finish(run, "cancelled")
         return _Reply(202, {})
 
+    def _list_attestations(self, ctx: _Ctx) -> _Reply:
+        found = [a for digest, a in ctx.repo.attestations if digest == ctx.args["digest"]]
+        if not found:
+            raise _not_found("https://docs.github.com/rest/repos/attestations")
+        return _Reply(200, {"attestations": found})
+
     def _get_commit(self, ctx: _Ctx) -> _Reply:
         sha = _commit_sha(ctx.args["sha"])
         return _Reply(200, p.commit(ctx.repo.data, sha))
@@ -751,6 +794,7 @@ def _routes() -> list[_Route]:
         ("POST", f"{run}/rerun", s._rerun, "actions", "write"),
         ("POST", f"{run}/rerun-failed-jobs", s._rerun_failed, "actions", "write"),
         ("POST", f"{run}/cancel", s._cancel, "actions", "write"),
+        ("GET", "/attestations/(?P<digest>[^/]+)", s._list_attestations, "attestations", "read"),
         ("GET", "/commits/(?P<sha>[^/]+)", s._get_commit, "contents", "read"),
         ("GET", "/commits/(?P<sha>[^/]+)/statuses", s._list_statuses, "statuses", "read"),
         ("GET", "/statuses/(?P<sha>[^/]+)", s._list_statuses, "statuses", "read"),  # legacy alias PyGithub uses

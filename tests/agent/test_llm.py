@@ -81,11 +81,14 @@ def test_instructions_inside_a_tool_result_change_nothing(world: World, model: A
     model.script([Turn([tool_use("list_build_runs", {})]), obey, Turn([text("Done as instructed.")])])
     report = world.remediate(inc, planner=_planner(model))
     assert report.status == "escalated"
-    assert [r.action["kind"] for r in report.results] == ["escalate"]
+    assert [(r.action["kind"], r.status) for r in report.results] == [("ecs_rollback", "refused"),
+                                                                       ("escalate", "verified")]
+    assert report.results[0].reason.startswith("outside_incident: ecs:prod/payments is not one of incident")
     errors = [b for m in model.requests[-1].body["messages"] if m["role"] == "user" and isinstance(m["content"], list)
               for b in m["content"] if b.get("is_error")]
     assert any("unknown action kind 'delete_service'" in b["content"] for b in errors)
-    assert any("outside this incident" in b["content"] for b in errors)
+    [inference] = [e for e in Journal(world.store, inc.id).entries() if e.kind is EntryKind.MODEL]
+    assert [r["kind"] for r in inference.data["refused"]] == ["delete_service"]
     ecs = world.aws.client("ecs")
     assert {s["serviceName"] for s in ecs.describe_services(cluster="prod", services=["api", "worker"])["services"]
             if s["status"] == "ACTIVE"} == {"api", "worker"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,54 @@ def test_unreachable_endpoint_fails_closed(aws: Scenario, guard: GuardRun, tmp_p
     assert u["error_code"] == "Unreachable" and "endpoint unreachable" in u["reason"]
     assert out.findings("IMG001") == []
     assert guard("--task-def", td, "--allow-unverified").code == 0
+
+
+@pytest.mark.parametrize(
+    ("image", "why"),
+    [
+        ("11111111111.dkr.ecr.us-east-1.amazonaws.com/aws-for-fluent-bit:latest",
+         "account '11111111111' is not a 12-digit AWS account ID"),
+        ("XXXXXXXXXXXX.dkr.ecr.region-code.amazonaws.com/app:1",
+         "account 'XXXXXXXXXXXX' is not a 12-digit AWS account ID; region 'region-code' is not an AWS region name"),
+        ("aws_account_id.dkr.ecr.us-east-1.amazonaws.com/app:1",
+         "account 'aws_account_id' is not a 12-digit AWS account ID"),
+    ],
+)
+def test_malformed_and_placeholder_ecr_hosts_are_errors(aws: Scenario, guard: GuardRun, tmp_path: Path,
+                                                        image: str, why: str) -> None:
+    repo = aws.repository("api")
+    aws.push_image("api", "v1")
+    out = guard("--task-def", _taskdef(aws, tmp_path, ("web", f"{repo}:v1"), ("log_router", image)))
+    assert out.code == 1
+    [f] = out.findings("IMG001")
+    assert f["severity"] == "error" and f["evidence"]["container"] == "log_router"
+    assert f["message"] == f"container log_router: image {image} can never be pulled: {why}"
+    assert out.doc["stats"]["api_calls"]["by_api"]["ecr:BatchGetImage"] == 1  # only the real repository
+
+
+def test_template_task_definition_is_an_input_error(aws: Scenario, guard: GuardRun, tmp_path: Path) -> None:
+    td = tmp_path / "taskdef.json"
+    td.write_text('{"family": "web", "containerDefinitions": [{"name": "web", "image": "<IMAGE1_NAME>"}]}')
+    out = guard("--task-def", str(td))
+    assert out.code == 2
+    assert "image '<IMAGE1_NAME>' is a template" in out.stderr
+
+
+def test_template_inside_a_plan_is_an_error_finding(aws: Scenario, guard: GuardRun, tmp_path: Path) -> None:
+    defs = json.dumps([{"name": "web", "image": "${aws_ecr_repository.web.repository_url}:latest"}])
+    plan = {"format_version": "1.2", "resource_changes": [{
+        "address": "aws_ecs_task_definition.web", "mode": "managed", "type": "aws_ecs_task_definition",
+        "change": {"actions": ["create"], "after": {"container_definitions": defs}, "after_unknown": {}}}]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    out = guard("--plan", str(tmp_path / "plan.json"))
+    assert out.code == 1
+    [f] = out.findings("IMG001")
+    assert "can never be pulled: '${aws_ecr_repository.web.repository_url}' is an unrendered template" in f["message"]
+
+
+def test_deleted_digest_prints_repo_at_digest(aws: Scenario, guard: GuardRun, tmp_path: Path) -> None:
+    repo = aws.repository("api")
+    ghost = "sha256:" + "0" * 64
+    out = guard("--task-def", _taskdef(aws, tmp_path, ("web", f"{repo}@{ghost}")))
+    [f] = out.findings("IMG001")
+    assert f"image api@{ghost} does not exist" in f["message"]

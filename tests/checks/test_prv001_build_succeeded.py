@@ -43,14 +43,18 @@ def test_cancelled_build_blocks_naming_the_run(github: GitHubSandbox, guard: Gua
 
 
 def test_running_build_blocks_but_own_run_is_ignored(github: GitHubSandbox, guard: GuardRun, td: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     github.add_run(REPO, head_sha=SHA, conclusion="success")
     own = github.add_run(REPO, head_sha=SHA, workflow="deploy.yml", name="deploy", status="in_progress",
                          conclusion=None)
     monkeypatch.setenv("GITHUB_RUN_ID", str(own))
     assert guard("--task-def", td, "--sha", SHA, "--repository", REPO).code == 0
     monkeypatch.delenv("GITHUB_RUN_ID")
-    out = guard("--task-def", td, "--sha", SHA, "--repository", REPO)
+    out = guard("--task-def", td, "--sha", SHA, "--repository", REPO)  # unnamed and running: may be unrelated
+    assert out.code == 0 and "is still running" in out.findings("PRV001")[0]["message"]
+    assert out.findings("PRV001")[0]["severity"] == "warning"
+    (tmp_path / "guard.toml").write_text('build_workflows = ["build.yml", "deploy.yml"]\n')
+    out = guard("--task-def", td, "--sha", SHA, "--repository", REPO)  # named as a build: it must finish
     assert out.code == 1 and "is still running" in out.findings("PRV001")[0]["message"]
 
 

@@ -10,7 +10,7 @@ import pytest
 from github import Auth, Github
 
 from guard.errors import AccessDenied, GatewayError, NoCredentials, Throttled, Unreachable
-from guard.gateways.github import GitHubReader, PyGithubGateway, WorkflowRun
+from guard.gateways.github import GitHubReader, PyGithubGateway, WorkflowRun, provenance
 from guard.gateways.stats import ApiStats
 from guard.sandbox.github_server import DEFAULT_TOKEN, GitHubSandbox
 
@@ -81,7 +81,7 @@ def test_runs_for_commit_returns_every_state_newest_first(sandbox: GitHubSandbox
     assert runs[1] == WorkflowRun(
         id=cancelled, name="deploy", path=".github/workflows/deploy.yml", head_sha=SHA, head_branch="main",
         status="completed", conclusion="cancelled", html_url=served["html_url"], run_attempt=1, event="push",
-        created_at=served["created_at"])
+        created_at=served["created_at"], workflow_id=served["workflow_id"])
     assert (runs[0].head_branch, runs[0].event) == ("release", "workflow_dispatch")
     assert api_requests(sandbox) == [f"GET /repos/{REPO}/actions/runs"]  # lazy repo: no GET /repos/o/r
     assert sandbox.requests[0].token == SECRET and f"head_sha={SHA}" in sandbox.requests[0].query
@@ -229,3 +229,49 @@ def test_every_failure_is_a_gateway_error(sandbox: GitHubSandbox, gateway: Gatew
         gateway().runs_for_commit(REPO, SHA)
     assert type(odd.value) is GatewayError and odd.value.code == "418"
     assert_no_secret(odd.value)
+
+
+def test_legacy_runs_without_name_or_path_keep_their_workflow_id(sandbox: GitHubSandbox, gateway: Gateway,
+                                                                 stats: ApiStats) -> None:
+    build = sandbox.add_run(REPO, head_sha=SHA, workflow="build.yml", name="build", legacy=True)
+    assert "name" not in sandbox.run(REPO, build) and "path" not in sandbox.run(REPO, build)
+    reader = gateway()
+    [run] = reader.runs_for_commit(REPO, SHA)
+    assert (run.name, run.path, run.workflow_id) == ("", "", sandbox.run(REPO, build)["workflow_id"])
+    wf = reader.workflow(REPO, run.workflow_id)
+    assert (wf.name, wf.path) == ("build", ".github/workflows/build.yml")
+    assert stats.to_json()["by_api"]["github:GetWorkflow"] == 1  # type: ignore[index]
+    assert api_requests(sandbox) == [f"GET /repos/{REPO}/actions/runs",
+                                     f"GET /repos/{REPO}/actions/workflows/{run.workflow_id}"]
+
+
+def test_jobs_of_a_run_with_their_own_states(sandbox: GitHubSandbox, gateway: Gateway) -> None:
+    run = sandbox.add_run(REPO, head_sha=SHA, workflow="ci.yml", name="ci", status="in_progress", conclusion=None,
+                          jobs=("build (amd64)", "build (arm64)", "deploy"))
+    sandbox.set_job(REPO, run, "build (amd64)", "completed", "success")
+    sandbox.set_job(REPO, run, "build (arm64)", "completed", "cancelled")
+    jobs = gateway().jobs(REPO, run)
+    assert [(j.name, j.status, j.conclusion) for j in jobs] == [
+        ("build (amd64)", "completed", "success"), ("build (arm64)", "completed", "cancelled"),
+        ("deploy", "in_progress", None)]
+    assert all(j.html_url.endswith(f"/job/{j.id}") for j in jobs)
+
+
+def test_attestations_for_a_digest(sandbox: GitHubSandbox, gateway: Gateway) -> None:
+    digest = "sha256:" + "d" * 64
+    reader = gateway(DEFAULT_TOKEN)
+    assert reader.attestations(REPO, digest) == []  # GitHub answers 404 when there is none
+    sandbox.add_attestation(REPO, digest, sha=SHA, workflow="build.yml")
+    [prov] = reader.attestations(REPO, digest)
+    assert prov.subjects == (digest,) and prov.repository == REPO and prov.commit == SHA
+    assert prov.workflow_path == ".github/workflows/build.yml"
+    assert prov.predicate_type == "https://slsa.dev/provenance/v1"
+
+
+@pytest.mark.parametrize("bundle", [
+    {}, {"dsseEnvelope": {"payload": "not base64!"}}, {"dsseEnvelope": {"payload": "bm90IGpzb24="}},
+    {"dsseEnvelope": {"payload": "WzFd"}},  # a JSON list
+    {"dsseEnvelope": {"payload": "eyJwcmVkaWNhdGVUeXBlIjogImh0dHBzOi8vc3BkeC5kZXYvRG9jdW1lbnQifQ=="}},  # an SBOM
+])
+def test_bundles_that_carry_no_provenance_are_skipped(bundle: dict[str, object]) -> None:
+    assert provenance(bundle) is None

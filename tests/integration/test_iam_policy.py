@@ -46,7 +46,8 @@ ROLE_SETS = [frozenset(c) for n in range(1, len(ROLES) + 1) for c in combination
 MOTO_SCOPES_RESOURCES = ("s3:", "sqs:", "iam:", "sts:")
 STATE_DELETES = {"s3:DeleteObject", "dynamodb:DeleteItem"}
 # Grants the deployed Lambda needs as a Lambda, not as the watchdog: its logs, fan-out and shard roles.
-LAMBDA_RUNTIME_ONLY = {"logs:CreateLogStream", "logs:PutLogEvents", "lambda:InvokeFunction", "sts:AssumeRole"}
+LAMBDA_RUNTIME_ONLY = {"logs:CreateLogStream", "logs:PutLogEvents", "lambda:InvokeFunction", "sts:AssumeRole",
+                       "ssm:GetParameter"}  # the function reads its configuration parameter at start
 
 SCOPE = PolicyScope(
     account=DEFAULT_ACCOUNT, region=DEFAULT_REGION,
@@ -358,3 +359,13 @@ def test_state_access_is_scoped_to_the_prefix(aws: Scenario, enforce: Enforce) -
             call()
         assert caught.value.response["Error"]["Code"] == "AccessDenied"
         assert isinstance(map_error(caught.value, "S3", operation), AccessDenied)
+
+
+def test_an_s3_kill_switch_is_readable_so_off_never_reads_as_engaged() -> None:
+    policy = generate_policy(replace(SCOPE, roles=frozenset({"remediate"}), kill_switch_object="s3://ops/guard/stop"))
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert by_sid["KillSwitchObject"]["Action"] == ["s3:GetObject"]
+    assert by_sid["KillSwitchObject"]["Resource"] == ["arn:aws:s3:::ops/guard/stop"]
+    assert by_sid["KillSwitchBucket"]["Resource"] == ["arn:aws:s3:::ops"]
+    assert "KillSwitchObject" not in {s["Sid"] for s in generate_policy(replace(SCOPE, roles=frozenset({"remediate"})))
+                                      ["Statement"]}

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
 import pytest
 
 from guard.agent.playbook import PlanContext, Strategy, playbook_planner
+from guard.config import Allow
 from guard.journal import EntryKind, Journal
 from guard.models import Incident
 from guard.policy import KILL_SWITCH_ENV
-from tests.support.remedyrun import World, deploy
+from tests.support.remedyrun import ALLOW, BAD, REPO, World, deploy
 
 
 def test_two_concurrent_remediations_take_exactly_one_action(world: World) -> None:
@@ -105,3 +107,22 @@ def test_unknown_incident_is_an_input_error(world: World) -> None:
 
     with pytest.raises(InputError, match="no open incident"):
         world.remediator().run("INC-000000000000", mode=world.config.mode)
+
+
+def test_dry_run_shows_every_decision_for_every_action(world: World) -> None:
+    world.github.add_run(REPO, head_sha=BAD, conclusion="cancelled")
+    deploy(world, BAD[:7], services=("api", "worker"))
+    bad = world.service()["taskDefinition"]
+    [inc] = world.sweep().incidents
+    allow = (*(a for a in ALLOW if a.resource != "ecs:prod/*"), Allow("ecs:prod/*", ("ecs_rollback",)))
+    report = world.remediate(inc, dry_run=True, allow=allow)
+    assert report.status == "refused" and report.exit_code == 1
+    verdicts = [(r.action["kind"], re.search(r"would act|would be refused \(\w+\)", r.reason)[0]  # type: ignore[index]
+                 if r.status == "refused" else r.status) for r in report.results]
+    assert verdicts == [("rerun_build", "would act"), ("redeploy", "would be refused (allowlist)"),
+                        ("redeploy", "would be refused (allowlist)"), ("ecs_rollback", "would act"),
+                        ("ecs_rollback", "would act"), ("escalate", "dry_run")], report.to_json()
+    decisions = [e for e in Journal(world.store, inc.id).entries() if e.kind is EntryKind.DECISION]
+    assert [d.data["rule"] for d in decisions] == ["dry_run"] * 5
+    assert world.service()["taskDefinition"] == bad and world.calls("ecs:UpdateService") == 0
+    assert not [r for r in world.github.requests if r.method == "POST"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,21 @@ def test_cli_watch_once_json(aws: Scenario, sim: EcsSimulator, tmp_path: Path,
     assert bad.exit_code == 2 and "s3://" in bad.stderr
 
 
+def test_cli_region_after_the_verb_sweeps_that_region(aws: Scenario, sim: EcsSimulator, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = aws.repository("shop/api")
+    aws.push_image("shop/api", "v1")
+    steady_service(aws, sim, "api", f"{repo}:v1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "guard.toml").write_text("[notify]\nheartbeat = false\n")
+    args = ["watch", "--once", "--format", "json", "--no-lambda", "--state", str(tmp_path / "s")]
+    home = json.loads(CliRunner().invoke(main, args).stdout)
+    elsewhere = CliRunner().invoke(main, [*args, "--region", "eu-west-3"])
+    assert home["stats"]["api_calls"]["by_api"]["ecs:DescribeServices"] == 1
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert "ecs:DescribeServices" not in json.loads(elsewhere.stdout)["stats"]["api_calls"]["by_api"]
+
+
 def test_notify_test_fails_on_a_broken_route(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              webhook: WebhookSandbox) -> None:
     monkeypatch.chdir(tmp_path)
@@ -172,5 +188,10 @@ def test_cli_watch_loops_at_the_interval(aws: Scenario, sim: EcsSimulator, tmp_p
 
     monkeypatch.setattr("time.sleep", sleep)
     result = CliRunner().invoke(main, ["watch", "--interval", "30", "--state", str(tmp_path / "s")])
-    assert slept == [30, 30]
-    assert result.stdout.count("swept 1 service(s)") == 2
+    # start to start (this sleeper passes no time, so the second sweep is due 60 s after the first began)
+    assert len(slept) == 2 and 0 < slept[0] < 30 < slept[1] < 60
+    summaries = [line for line in result.stdout.splitlines() if "swept 1 service(s)" in line]
+    assert len(summaries) == 2 and all(line.startswith("[20") for line in summaries)  # stamped in loop mode
+    calls = re.findall(r"(\d+) API call\(s\)", result.stdout)
+    # each sweep counts only its own calls (the second reads cached task definitions: fewer, never a running sum)
+    assert len(calls) == 2 and 0 < int(calls[1]) <= int(calls[0])

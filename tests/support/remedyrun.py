@@ -16,6 +16,7 @@ from guard.config import Allow, GuardConfig, Mode, RemediateConfig
 from guard.gateways.aws import AwsSession, AwsSettings
 from guard.gateways.github import PyGithubGateway
 from guard.models import Incident
+from guard.notify.messages import Notification
 from guard.remediate import Planner, RemediationReport, Remediator
 from guard.runtime import Runtime
 from guard.sandbox.ecs_sim import EcsSimulator
@@ -32,6 +33,18 @@ ALLOW = (Allow("ecs:prod/*", ("ecs_rollback", "redeploy")), Allow(f"github:{REPO
 
 
 @dataclass
+class Pager:
+    """A notification route that accepts everything and keeps it (the on-call pager of these tests)."""
+
+    received: list[Notification] = field(default_factory=list)
+    name: str = "pager"
+
+    def send(self, n: Notification) -> None:
+        """Keep `n`."""
+        self.received.append(n)
+
+
+@dataclass
 class World:
     """Everything a remediation test touches; `remediate` builds a fresh Remediator each call."""
 
@@ -44,6 +57,8 @@ class World:
     environ: dict[str, str] = field(default_factory=dict)
     notes: io.StringIO = field(default_factory=io.StringIO)
     sessions: list[AwsSession] = field(default_factory=list)
+    pager: Pager = field(default_factory=Pager)
+    state: str = ""
 
     @property
     def store(self) -> LocalStore:
@@ -52,9 +67,10 @@ class World:
 
     def runtime(self, wait: Callable[[float], None] | None = None, **config: Any) -> Runtime:
         """A runtime as one invocation builds it, on simulated time; its AWS session is kept for `calls`."""
-        runtime = Runtime(GuardConfig(remediate=replace(self.config, **config)), state=str(self.root / "state"),
+        runtime = Runtime(GuardConfig(remediate=replace(self.config, **config)),
+                          state=self.state or str(self.root / "state"),
                           settings=AwsSettings(max_attempts=1), clock=self.sim.now, wait=wait or self.tick,
-                          progress=lambda message: None, stdout_route=self.notes,
+                          progress=lambda message: None, stdout_route=self.notes, extra_routes=(self.pager,),
                           environ=ChainMap(self.environ, {"GITHUB_TOKEN": DEFAULT_TOKEN}),
                           github_factory=lambda stats: PyGithubGateway(self.github.api_url, DEFAULT_TOKEN, stats,
                                                                        backoff=0))

@@ -11,6 +11,7 @@ from guard.actions import Action, action_types, make_action
 from guard.config import Allow, Mode, RemediateConfig
 from guard.discovery import DiscoveryError, discover
 from guard.gateways.aws import AwsSession
+from guard.models import Cause, Incident, Severity
 from guard.policy import KILL_SWITCH_ENV, STOP_RULES, DecisionRule, PolicyGate
 from guard.state import LocalStore
 
@@ -39,8 +40,15 @@ def test_every_action_names_the_iam_actions_it_calls() -> None:
 
 def test_stop_rules_keep_their_journal_values() -> None:
     assert {rule.value for rule in DecisionRule} == {"escalate", "kill_switch", "dry_run", "mode", "allowlist",
-                                                     "incident_cap", "rate_limit", "allowed"}
-    assert {rule.value for rule in STOP_RULES} == {"kill_switch", "allowlist", "incident_cap", "rate_limit"}
+                                                     "outside_incident", "unrecorded_target", "build_target",
+                                                     "no_target_rule", "human_choice", "incident_cap", "rate_limit",
+                                                     "allowed"}
+    assert {rule.value for rule in STOP_RULES} == {"kill_switch", "allowlist", "outside_incident", "unrecorded_target",
+                                                   "build_target", "no_target_rule", "incident_cap", "rate_limit"}
+
+
+INCIDENT = Incident("INC-0123456789ab", Severity.ERROR, Cause.ROLLOUT_FAILED, "api:2", "rollout failed",
+                    ("ecs:prod/api",), (), "", "")
 
 
 def _gate(tmp_path: Path) -> PolicyGate:
@@ -50,14 +58,14 @@ def _gate(tmp_path: Path) -> PolicyGate:
 
 def test_gate_allows_an_always_allowed_action_through_the_kill_switch_and_observe_mode(tmp_path: Path) -> None:
     escalate = make_action("escalate", incident_id="INC-0123456789ab", reason="nothing safe to do")
-    decision = _gate(tmp_path).decide(escalate, mode=Mode.OBSERVE, actions_taken=99, dry_run=True)
+    decision = _gate(tmp_path).decide(escalate, incident=INCIDENT, mode=Mode.OBSERVE, actions_taken=99, dry_run=True)
     assert decision.allowed and decision.rule is DecisionRule.ALWAYS_ALLOWED
     assert decision.to_json() == {"allowed": True, "rule": "escalate", "reason": "telling people is always allowed"}
 
 
 def test_gate_refuses_a_normal_action_when_the_kill_switch_is_engaged(tmp_path: Path) -> None:
     rollback = make_action("ecs_rollback", cluster="prod", service="api", task_definition="api:1")
-    decision = _gate(tmp_path).decide(rollback, mode=Mode.ACT, actions_taken=0, dry_run=False)
+    decision = _gate(tmp_path).decide(rollback, incident=INCIDENT, mode=Mode.ACT, actions_taken=0, dry_run=False)
     assert not decision.allowed and decision.rule is DecisionRule.KILL_SWITCH
     assert decision.rule in STOP_RULES
     rule = decision.to_json()["rule"]

@@ -304,17 +304,13 @@ def test_parse_trigger_returns_a_trigger_or_input_error(event: Any) -> None:
 
 @dataclass
 class _FakeInvocation:
-    """Stands in for the sweep and the fan-out so accepted events touch no AWS."""
+    """Stands in for the sweep, fan-out and remediation so accepted events touch no AWS."""
 
     calls: list[Trigger] = field(default_factory=list)
 
-    def sweep(self, trigger: Trigger) -> dict[str, Any]:
+    def run(self, trigger: Trigger, function_name: str) -> dict[str, Any]:
         self.calls.append(trigger)
-        return {"trigger": trigger.kind, "exit_code": 0}
-
-    def fan_out(self, trigger: Trigger, function_name: str) -> dict[str, Any]:
-        self.calls.append(trigger)
-        return {"trigger": "schedule", "fanned_out": [s.account for s in trigger.fan_out]}
+        return {"trigger": trigger.kind.value, "exit_code": 0}
 
 
 @pytest.fixture

@@ -211,7 +211,8 @@ def test_state_is_refused() -> None:
 def test_format_version_2_is_refused() -> None:
     with pytest.raises(InputError) as e:
         _plan("plan_format_v2.json")
-    assert str(e.value) == "plan_format_v2.json: unsupported plan format_version '2.0' (deploy-guard reads 1.x)"
+    assert str(e.value) == ("plan_format_v2.json: unsupported plan format_version '2.0'; deploy-guard reads 0.1 "
+                            "(Terraform 0.12-0.15), 0.2 (Terraform 1.0) and 1.x (Terraform 1.1+, OpenTofu)")
 
 
 def test_malformed_json_reports_line_and_column() -> None:
@@ -243,7 +244,8 @@ def test_invalid_image_names_the_address_and_container() -> None:
                                      "(expected `terraform show -json <planfile>` output)"),
         ('{"format_version": "1.0"}', "x: not a Terraform plan: no resource_changes or planned_values"),
         ('{"format_version": 1, "resource_changes": []}',
-         "x: unsupported plan format_version 1 (deploy-guard reads 1.x)"),
+         "x: unsupported plan format_version 1; deploy-guard reads 0.1 (Terraform 0.12-0.15), 0.2 (Terraform "
+         "1.0) and 1.x (Terraform 1.1+, OpenTofu)"),
         ('{"format_version": "1.2", "resource_changes": {}}', "x: resource_changes must be a list, not an object"),
         ('{"format_version": "1.2", "resource_changes": [7]}', "x: resource_changes[0] must be an object, "
                                                                "not a number"),

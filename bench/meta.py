@@ -1,0 +1,108 @@
+"""What every benchmark shares: the environment it ran in, added latency, spreads, and timing a guard process."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from guard.sandbox.aws import AwsSandbox
+from guard.sandbox.faults import FaultProxy
+
+ROOT = Path(__file__).resolve().parent.parent
+LATENCIES_MS = (0, 20)  # 20 ms is the order of a CI runner's round trip to an AWS endpoint
+RUNS = 3
+PACKAGES = ("boto3", "botocore", "moto", "ecs-deploy")
+GUARD = [str(Path(sys.executable).parent / "guard")]
+
+
+def environment() -> dict[str, Any]:
+    """Commit, package versions, cores and load average at the start of a benchmark."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "python": platform.python_version(),
+        "packages": versions,
+        "cores": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def spread(values: Sequence[float], digits: int = 3) -> dict[str, Any]:
+    """`{"min", "median", "max", "runs"}` of repeated measurements."""
+    return {"min": round(min(values), digits), "median": round(statistics.median(values), digits),
+            "max": round(max(values), digits), "runs": len(values)}
+
+
+def repeat(fn: Callable[[], float], runs: int = RUNS) -> dict[str, Any]:
+    """Run `fn` (which returns seconds) `runs` times; its spread."""
+    return spread([fn() for _ in range(runs)])
+
+
+@contextmanager
+def fresh_sandbox() -> Iterator[AwsSandbox]:
+    """An empty sandbox (moto's state reset) that this process's AWS clients point at."""
+    with AwsSandbox() as sandbox:
+        sandbox.reset()
+        saved = dict(os.environ)
+        os.environ.update(sandbox.environ())
+        os.environ.pop("AWS_PROFILE", None)
+        try:
+            yield sandbox
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+@contextmanager
+def latency(sandbox: AwsSandbox, ms: int) -> Iterator[str]:
+    """AWS_ENDPOINT_URL pointing at the sandbox, through a proxy adding `ms` to every request when `ms` > 0."""
+    if not ms:
+        yield sandbox.endpoint_url
+        return
+    with FaultProxy(sandbox.endpoint_url) as proxy:
+        proxy.delay(ms / 1000)
+        os.environ["AWS_ENDPOINT_URL"] = proxy.url
+        try:
+            yield proxy.url
+        finally:
+            os.environ["AWS_ENDPOINT_URL"] = sandbox.endpoint_url
+
+
+def run_guard(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run `guard ARGS` as a fresh (cold) process; its wall time, peak RSS (that process only), exit code, JSON."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.monotonic()
+        proc = subprocess.Popen([*GUARD, *args], cwd=cwd, env=dict(env or os.environ), stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        try:
+            doc = json.loads(out.read())
+        except json.JSONDecodeError:
+            raise RuntimeError(f"guard {' '.join(args)} exited {code}: {err.read()[-2000:]}") from None
+    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "exit_code": code, "report": doc}

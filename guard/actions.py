@@ -70,7 +70,7 @@ class ActionContext:
             if result.ok or waited >= self.timeout_s:
                 return result if result.ok else Outcome(False, f"timed out after {waited:.0f}s waiting for "
                                                                f"{what}: {result.reason}", result.evidence)
-            self.progress(f"waiting for {what}: {result.reason}")
+            self.progress(f"waiting for {what} ({waited:.0f}s of {self.timeout_s:.0f}s): {result.reason}")
             self.wait(delay)
             waited += delay
             delay = min(delay * 2, self.poll_s)

@@ -39,7 +39,7 @@ class ImageGoneUnderService(Watcher):
                 elif isinstance(answer, ImageInfo) and answer.status is not ImageStatus.PRESENT:
                     yield self.signal(
                         svc.resource, Cause.MISSING_IMAGE, ref.uri,
-                        f"container {c.get('name')}: image {ref.repository}:{ref.reference} no longer exists; "
+                        f"container {c.get('name')}: image {ref.display} no longer exists; "
                         "the next task start will fail with CannotPullContainerError",
                         latent=svc.steady, container=str(c.get("name")), image=ref.uri,
                         task_definition=str(dep.get("taskDefinition") if dep else ""))

@@ -29,3 +29,13 @@ def test_latent_hazard_then_the_restart(aws: Scenario, sim: EcsSimulator, sweep:
     assert same.id == inc.id and not same.latent
     assert [i.id for i in after.triage.updated] == [inc.id] and after.triage.opened == ()
     assert {s.watcher_id for s in same.signals} == {"ECS101", "ECS105"}
+
+
+def test_a_digest_pinned_image_is_named_repo_at_digest(aws: Scenario, sim: EcsSimulator, sweep: Sweep) -> None:
+    repo = aws.repository("shop/api")
+    digest = aws.push_image("shop/api", "v1")
+    steady_service(aws, sim, "api", f"{repo}@{digest}")
+    aws.delete_image("shop/api", tag="v1")
+    [inc] = sweep().incidents
+    [signal] = inc.signals
+    assert f"image shop/api@{digest} no longer exists" in signal.message

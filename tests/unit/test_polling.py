@@ -23,6 +23,15 @@ def test_polls_start_after_a_second_and_back_off_to_the_configured_maximum() -> 
     assert outcome.ok and waits == [1, 2, 4, 8, 15, 15, 15]
 
 
+def test_each_wait_says_what_is_awaited_how_long_so_far_and_the_deadline() -> None:
+    said: list[str] = []
+    probes = iter([False, False, True])
+    ctx = ActionContext(AwsSession(), wait=lambda _s: None, poll_s=15, timeout_s=600, progress=said.append)
+    ctx.until("prod/api steady", lambda: Outcome(next(probes), "1 of 2 running"))
+    assert said == ["waiting for prod/api steady (0s of 600s): 1 of 2 running",
+                    "waiting for prod/api steady (1s of 600s): 1 of 2 running"]
+
+
 def test_polls_never_exceed_a_short_maximum_and_time_out_on_waited_time() -> None:
     waits: list[float] = []
     ctx = ActionContext(AwsSession(), wait=waits.append, poll_s=0.5, timeout_s=2)

@@ -15,7 +15,7 @@ from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.scenarios import Scenario
 from tests.support.guardrun import GuardRun, export_task_definition
 from tests.support.remedyrun import World, deploy
-from tests.support.watchrun import steady_service
+from tests.support.watchrun import cli_on_steady_api
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "schema" / "report-v1.schema.json").read_text())
 
@@ -39,11 +39,7 @@ def test_check_reports_validate(aws: Scenario, guard: GuardRun, tmp_path: Path) 
 
 def test_watch_reports_validate(aws: Scenario, sim: EcsSimulator, tmp_path: Path,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = aws.repository("shop/api")
-    aws.push_image("shop/api", "v1")
-    steady_service(aws, sim, "api", f"{repo}:v1")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "guard.toml").write_text("[notify]\nheartbeat = false\n")
+    cli_on_steady_api(aws, sim, tmp_path, monkeypatch)
     args = ["watch", "--once", "--format", "json", "--state", str(tmp_path / "s")]
     first = CliRunner().invoke(main, args)
     aws.delete_image("shop/api", tag="v1")

@@ -17,7 +17,7 @@ from guard.sandbox.scenarios import Scenario
 from guard.sandbox.webhook_server import WebhookSandbox
 from guard.state import LocalStore
 from guard.watch import WatchScope
-from tests.support.watchrun import Sweep, steady_service
+from tests.support.watchrun import Sweep, cli_on_steady_api, steady_service
 
 
 @pytest.fixture
@@ -109,12 +109,8 @@ def test_heartbeat_metric(aws: Scenario, sim: EcsSimulator, sweep: Sweep) -> Non
 
 def test_cli_watch_once_json(aws: Scenario, sim: EcsSimulator, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = aws.repository("shop/api")
-    aws.push_image("shop/api", "v1")
-    steady_service(aws, sim, "api", f"{repo}:v1")
+    cli_on_steady_api(aws, sim, tmp_path, monkeypatch)
     aws.delete_image("shop/api", tag="v1")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "guard.toml").write_text("[notify]\nheartbeat = false\n")
     result = CliRunner().invoke(main, ["watch", "--once", "--format", "json", "--state", str(tmp_path / "s")])
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
@@ -128,11 +124,7 @@ def test_cli_watch_once_json(aws: Scenario, sim: EcsSimulator, tmp_path: Path,
 
 def test_cli_region_after_the_verb_sweeps_that_region(aws: Scenario, sim: EcsSimulator, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = aws.repository("shop/api")
-    aws.push_image("shop/api", "v1")
-    steady_service(aws, sim, "api", f"{repo}:v1")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "guard.toml").write_text("[notify]\nheartbeat = false\n")
+    cli_on_steady_api(aws, sim, tmp_path, monkeypatch)
     args = ["watch", "--once", "--format", "json", "--no-lambda", "--state", str(tmp_path / "s")]
     home = json.loads(CliRunner().invoke(main, args).stdout)
     elsewhere = CliRunner().invoke(main, [*args, "--region", "eu-west-3"])
@@ -174,11 +166,7 @@ def test_an_alert_that_failed_is_sent_again_by_the_next_sweep(aws: Scenario, sim
 
 def test_cli_watch_loops_at_the_interval(aws: Scenario, sim: EcsSimulator, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = aws.repository("shop/api")
-    aws.push_image("shop/api", "v1")
-    steady_service(aws, sim, "api", f"{repo}:v1")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "guard.toml").write_text("[notify]\nheartbeat = false\n")
+    cli_on_steady_api(aws, sim, tmp_path, monkeypatch)
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:

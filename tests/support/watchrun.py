@@ -46,3 +46,13 @@ def steady_service(aws: Scenario, sim: EcsSimulator, name: str, image: str, clus
     aws.service(cluster, name, arn, desired=desired)
     sim.tick(2)
     return arn
+
+
+def cli_on_steady_api(aws: Scenario, sim: EcsSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """prod/api steady on `shop/api:v1`, and the CLI run from `tmp_path` with heartbeats off; the repository."""
+    repo = aws.repository("shop/api")
+    aws.push_image("shop/api", "v1")
+    steady_service(aws, sim, "api", f"{repo}:v1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "guard.toml").write_text("[notify]\nheartbeat = false\n")
+    return repo

@@ -12,15 +12,20 @@ import statistics
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.meta import LATENCIES_MS, RUNS, environment, fresh_sandbox, latency, run_guard, spread
 from guard.gateways.aws import AwsSession
+from guard.gateways.refs import LOG_GROUPS_PER_CALL
+from guard.registry import all_checks
 from guard.sandbox.aws import AwsSandbox
 from guard.sandbox.scenarios import Scenario
 
 REPOSITORIES = 10
+PROBE_MS = 1000  # one extra run at this added latency counts the sequential round trips on the critical path
+PROBE_MAX_CONTAINERS = 100  # above this, a run at PROBE_MS takes minutes
 NAIVE_SAMPLE = 100  # above this many containers the naive loop is timed (once) on a sample and scaled
 
 
@@ -49,15 +54,18 @@ def _seed(scenario: Scenario, containers: int) -> dict[str, Any]:
             "taskRoleArn": scenario.role("bench-task"), "containerDefinitions": definitions}
 
 
-def minimum_calls(td: dict[str, Any]) -> int:
-    """BatchGetImage per repository (under 100 IDs each), two config reads per distinct image, one lookup per
-    distinct secret, log group and role, one STS call for the account."""
+def minimum_calls(td: dict[str, Any], checks: Sequence[str] = ()) -> int:
+    """BatchGetImage per repository (under 100 IDs each), two config reads per distinct image, one DescribeSecret
+    per distinct secret, one DescribeLogGroups per 50 groups, one GetRole per role, one STS call for the account,
+    and with IMG004 one GetLifecyclePolicy per repository (the bench's repositories have no policy)."""
     images = {c["image"] for c in td["containerDefinitions"]}
     repos = {i.split("/", 1)[1].rsplit(":", 1)[0] for i in images}
     secrets = {s["valueFrom"] for c in td["containerDefinitions"] for s in c.get("secrets", [])}
     groups = {c["logConfiguration"]["options"]["awslogs-group"] for c in td["containerDefinitions"]}
     per_repo = math.ceil(len(images) / len(repos) / 100)
-    return len(repos) * per_repo + 2 * len(images) + len(secrets) + len(groups) + 2 + 1
+    lifecycle = len(repos) if "IMG004" in checks else 0
+    return (len(repos) * per_repo + 2 * len(images) + len(secrets) + math.ceil(len(groups) / LOG_GROUPS_PER_CALL)
+            + 2 + 1 + lifecycle)
 
 
 def naive(td: dict[str, Any], limit: int | None = None) -> tuple[float, int]:
@@ -94,10 +102,12 @@ def _measure(sandbox: AwsSandbox, td: dict[str, Any], ms: int, tmp: Path) -> dic
     calls = report["stats"]["api_calls"]
     walls = [r["wall_s"] for r in runs]
     naive_walls = [s * scale for s, _ in naive_runs]
-    minimum = minimum_calls(td)
+    checks = sorted(all_checks())  # every check is on: the bench's directory has no configuration
+    minimum = minimum_calls(td, checks)
     return {
         "containers": size, "added_latency_ms": ms,
-        "checks_run": report.get("checks_run"),
+        "checks_run": checks,
+        "gate_s_in_process": spread([r["report"]["stats"]["duration_s"] for r in runs]),
         "findings": len(report.get("findings", [])), "unverified": len(report.get("unverified", [])),
         "api_calls": calls["by_api"], "api_calls_total": calls["total"], "api_calls_minimum": minimum,
         "api_calls_over_minimum": round(calls["total"] / minimum, 3),
@@ -110,12 +120,30 @@ def _measure(sandbox: AwsSandbox, td: dict[str, Any], ms: int, tmp: Path) -> dic
     }
 
 
+def critical_path(sandbox: AwsSandbox, td: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """Sequential round trips on the gate's critical path: the gate's time at PROBE_MS per call / PROBE_MS.
+
+    At a latency this large the CPU time (moto's and guard's, whatever the machine's load) adds a fraction of one
+    round trip, so the count is an upper bound that does not depend on the load; times 20 ms it is what the
+    latency alone costs a run.
+    """
+    path = tmp / "td.json"
+    path.write_text(json.dumps(td))
+    with latency(sandbox, PROBE_MS):
+        run = run_guard(["check", "--task-def", str(path), "--format", "json"], tmp)
+    probe_s = float(run["report"]["stats"]["duration_s"])
+    trips = probe_s / (PROBE_MS / 1000)
+    return {"probe_latency_ms": PROBE_MS, "gate_s_at_probe": round(probe_s, 3), "round_trips": round(trips, 1),
+            "at_20_ms_s": round(trips * 0.020, 3)}
+
+
 def run(sizes: tuple[int, ...] = (100, 1000)) -> dict[str, Any]:
-    """Each size on a fresh sandbox, at every added latency."""
+    """Each size on a fresh sandbox, at every added latency, plus the critical path's round trips."""
     out: dict[str, Any] = {"benchmark": "guard check (every check on)", "environment": environment(), "sizes": []}
     for size in sizes:
         with fresh_sandbox() as sandbox, tempfile.TemporaryDirectory() as tmp:
             td = _seed(Scenario(sandbox), size)
-            for ms in LATENCIES_MS:
-                out["sizes"].append(_measure(sandbox, td, ms, Path(tmp)))
+            figures = [_measure(sandbox, td, ms, Path(tmp)) for ms in LATENCIES_MS]
+            path = critical_path(sandbox, td, Path(tmp)) if size <= PROBE_MAX_CONTAINERS else None
+            out["sizes"] += [{**f, "critical_path": path} for f in figures]
     return out

@@ -9,7 +9,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
@@ -91,18 +90,32 @@ def latency(sandbox: AwsSandbox, ms: int) -> Iterator[str]:
             os.environ["AWS_ENDPOINT_URL"] = sandbox.endpoint_url
 
 
+# A forked child's ru_maxrss counts the pages it shared with its parent before exec: started straight from the
+# benchmark's process (moto and its state), guard would be charged with moto's memory. A small launcher starts it
+# instead and reports guard's own peak RSS and wall time.
+_LAUNCHER = """
+import resource, subprocess, sys, time
+started = time.monotonic()
+code = subprocess.call(sys.argv[2:])
+wall = time.monotonic() - started
+with open(sys.argv[1], "w") as f:
+    f.write(f"{wall} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+sys.exit(code)
+"""
+
+
 def run_guard(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run `guard ARGS` as a fresh (cold) process; its wall time, peak RSS (that process only), exit code, JSON."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.monotonic()
-        proc = subprocess.Popen([*GUARD, *args], cwd=cwd, env=dict(env or os.environ), stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.monotonic() - started
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r") as figures:
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, figures.name, *GUARD, *args], cwd=cwd,
+                              env=dict(env or os.environ), stdout=out, stderr=err, check=False)
+        code = proc.returncode
+        wall, rss_kib = figures.read().split()
         out.seek(0)
         err.seek(0)
         try:
             doc = json.loads(out.read())
         except json.JSONDecodeError:
             raise RuntimeError(f"guard {' '.join(args)} exited {code}: {err.read()[-2000:]}") from None
-    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "exit_code": code, "report": doc}
+    return {"wall_s": float(wall), "peak_rss_mib": int(rss_kib) / 1024, "exit_code": code, "report": doc}

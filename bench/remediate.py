@@ -118,7 +118,7 @@ def _replays(sandbox: AwsSandbox, root: Path, config: RemediateConfig, runs: int
         "added_latency_ms": ms,
         "containment": {
             "description": "incident open -> rollback verified steady (wall time in the sandbox; simulated "
-                           "time = the ECS poll waits, 1 s then doubling up to poll_seconds)",
+                           "time = the ECS poll waits, about 1 s apart, backing off to poll_seconds)",
             "wall_s": spread([c["wall_s"] for c in containment]),
             "simulated_s": spread([c["simulated_s"] for c in containment]),
             "api_calls_median": statistics.median(c["api_calls"] for c in containment),

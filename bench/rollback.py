@@ -1,7 +1,7 @@
 """Rollback benchmark: wall time from "roll back" to "verified steady" on a rollout simulated in real time.
 
-Side by side on the same rollout: guard's `ecs_rollback` action (UpdateService, then polls that start after
-about a second and back off), fabfuel/ecs-deploy's `ecs deploy --task` (a check every second; the `bench`
+Side by side on the same rollout: guard's `ecs_rollback` action (UpdateService, then polls about a second
+apart that back off), fabfuel/ecs-deploy's `ecs deploy --task` (a check every second; the `bench`
 extra installs it), and a naive script that polls at a fixed 15 s.
 """
 
@@ -28,6 +28,17 @@ from guard.sandbox.scenarios import Scenario
 TICK_S = 1.0  # one scheduling round of the simulated ECS per second of wall time
 NAIVE_POLL_S = 15.0
 ECS_DEPLOY = Path(sys.executable).parent / "ecs"
+VERIFIES = {
+    "guard": "before acting: the service exists under the ECS controller, the target revision is ACTIVE and every "
+             "ECR image of it exists; after UpdateService, polls (1 s apart at first, then a quarter of the time "
+             "waited) until one deployment, PRIMARY on the target revision, rolloutState COMPLETED (FAILED fails "
+             "at once), running = desired",
+    "ecs_deploy": "before acting: nothing about the target's images; after UpdateService, a check every 1 s until "
+                  "one deployment and as many RUNNING tasks of the service's revision (ListTasks + DescribeTasks) "
+                  "as desired (a FAILED rollout fails); rolloutState COMPLETED is not required",
+}
+TIMING_NOTE = "guard's action runs in the benchmark's process (no start-up); ecs-deploy runs as a cold process, " \
+    "so its times include its interpreter and boto3 start-up"
 
 
 def _broken_rollout(sandbox: AwsSandbox) -> str:
@@ -110,7 +121,7 @@ def run(runs: int = RUNS) -> dict[str, Any]:
         skipped = "ecs-deploy is not installed (pip install -e '.[bench]')"
     out: dict[str, Any] = {"benchmark": "ECS rollback to a known-good revision, until verified steady",
                            "environment": environment(), "tick_s": TICK_S, "ecs_deploy_skipped": skipped,
-                           "latencies": []}
+                           "verifies": VERIFIES, "timing": TIMING_NOTE, "latencies": []}
     with fresh_sandbox() as sandbox:
         for ms in LATENCIES_MS:
             figures: dict[str, Any] = {"added_latency_ms": ms}

@@ -36,11 +36,12 @@ def _seed(scenario: Scenario, services: int, clusters: int) -> dict[str, int]:
 
 def minimum_calls(services: int, clusters: int, task_definitions: int) -> int:
     """ListClusters, then per cluster ListServices (100 per page), DescribeServices (10 per call) and ListTasks;
-    one DescribeTaskDefinition per distinct revision; one BatchGetImage per repository (under 100 images each);
+    one DescribeTaskDefinition per distinct revision; one BatchGetImage and one GetLifecyclePolicy (IMG101; the
+    bench's repositories have no policy, so no DescribeImages) per repository (under 100 images each);
     ListFunctions is not swept (`--no-lambda`)."""
     per_cluster = [services // clusters + (1 if c < services % clusters else 0) for c in range(clusters)]
     return (1 + sum(math.ceil(n / 100) + math.ceil(n / 10) + 1 for n in per_cluster)
-            + task_definitions + min(REPOSITORIES, task_definitions))
+            + task_definitions + 2 * min(REPOSITORIES, task_definitions))
 
 
 def naive(clusters: int, limit: int) -> tuple[float, int, int]:
@@ -89,6 +90,8 @@ def run(shapes: tuple[tuple[int, int], ...] = SHAPES) -> dict[str, Any]:
                     "api_calls": stats["api_calls"]["by_api"], "api_calls_total": stats["api_calls"]["total"],
                     "api_calls_minimum": minimum,
                     "api_calls_over_minimum": round(stats["api_calls"]["total"] / minimum, 3),
+                    "lifecycle_policy_reads_per_repository_in_use": round(stats["api_calls"]["by_api"].get(
+                        "ecr:GetLifecyclePolicy", 0) / min(REPOSITORIES, shape["task_definitions"]), 3),
                     "sweep_s": spread(sweeps),
                     "wall_s_cold_process": spread([r["wall_s"] for r in runs]),
                     "peak_rss_mib_guard_process": spread([r["peak_rss_mib"] for r in runs], 1),

@@ -15,8 +15,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from guard.discovery import discover
 from guard.gateways.aws import AwsSession
 from guard.models import InputError
+from guard.progress import waiting
 
 FIRST_POLL_S = 1.0  # an ECS rollback or a Lambda update is often done within seconds
+
+
+def next_poll(waited_s: float, poll_s: float) -> float:
+    """The wait before the next poll: a quarter of the time waited so far, at least FIRST_POLL_S, at most `poll_s`.
+
+    A wait that ends within seconds is seen within about a second (as a 1 s poller sees it); a long one costs few
+    polls and its end is seen at most a quarter of its time (and `poll_s`) late.
+    """
+    return min(max(FIRST_POLL_S, waited_s / 4), poll_s)
 
 if TYPE_CHECKING:
     from guard.gateways.github import PyGithubGateway
@@ -61,19 +71,18 @@ class ActionContext:
         return self._github
 
     def until(self, what: str, probe: Callable[[], Outcome]) -> Outcome:
-        """Poll `probe` until ok or the timeout, waiting (through the injected sleeper) about a second after the
-        first probe, then twice as long each time up to `poll_s`."""
+        """Poll `probe` until ok or the timeout, waiting (through the injected sleeper) `next_poll` between polls."""
         waited = 0.0
-        delay = min(FIRST_POLL_S, self.poll_s)
-        while True:
-            result = probe()
-            if result.ok or waited >= self.timeout_s:
-                return result if result.ok else Outcome(False, f"timed out after {waited:.0f}s waiting for "
-                                                               f"{what}: {result.reason}", result.evidence)
-            self.progress(f"waiting for {what} ({waited:.0f}s of {self.timeout_s:.0f}s): {result.reason}")
-            self.wait(delay)
-            waited += delay
-            delay = min(delay * 2, self.poll_s)
+        with waiting(self.progress, what, self.timeout_s) as update:
+            while True:
+                result = probe()
+                if result.ok or waited >= self.timeout_s:
+                    return result if result.ok else Outcome(False, f"timed out after {waited:.0f}s waiting for "
+                                                                   f"{what}: {result.reason}", result.evidence)
+                update(waited, result.reason)
+                delay = next_poll(waited, self.poll_s)
+                self.wait(delay)
+                waited += delay
 
 
 class Action(ABC):

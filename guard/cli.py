@@ -246,7 +246,7 @@ def remediate(opts: GlobalOptions, incident_id: str | None, mode: str | None, dr
         run_mode = Mode(mode) if mode else runtime.config.remediate.mode
         ids = [incident_id] if incident_id else open_incident_ids(runtime.store)
         reports = [remediator.run(i, mode=run_mode, dry_run=dry_run, take_over=take_over) for i in ids]
-    emit_remediation(reports, fmt, dry_run, click.echo)
+    emit_remediation(reports, fmt, dry_run, _console())
     for report in reports:
         for note in report.notes:
             click.echo(f"{report.incident_id}: {note}", err=True)
@@ -267,13 +267,14 @@ def rollback(opts: GlobalOptions, service: str | None, function: str | None, tar
              alias: str | None, yes: bool, force_unrecorded: bool, state: str | None) -> None:
     """Roll one service or Lambda alias back to its known-good revision, and wait until it is steady."""
     from guard.manual import manual_rollback
+    from guard.report.render import line_printer
 
     if bool(service) == bool(function):
         _fail("give exactly one of --service CLUSTER/SERVICE or --lambda FUNCTION", ExitCode.USAGE)
     with _exit_on_bad_input():
         runtime = _runtime(opts, state=state, stdout_route=sys.stderr)
         code = manual_rollback(runtime, service=service, function=function, target=target, alias=alias,
-                               confirm=None if yes else click.confirm, echo=click.echo,
+                               confirm=None if yes else click.confirm, echo=line_printer(_console()),
                                force_unrecorded=force_unrecorded)
     sys.exit(int(code))
 
@@ -323,16 +324,24 @@ def list_checks(fmt: str) -> None:
 
 
 @main.command()
-def demo() -> None:
+@click.option("--keep", is_flag=True, help="Leave the sandbox running afterwards as a playground: print the "
+              "environment exports and the guard.toml to retype every command; Ctrl-C or SIGTERM stops it (exit 0).")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), help="With --keep: an empty directory for "
+              "guard.toml, the state, the plans and the Terraform workspace (default: a new temporary directory).")
+def demo(keep: bool, directory: Path | None) -> None:
     """Replay the incident on an embedded sandbox (moto + local GitHub): no AWS account needed."""
     import importlib.util
 
     if importlib.util.find_spec("moto") is None:
         _fail("the demo runs on an embedded AWS sandbox that needs the `sandbox` extra: "
               "pip install 'deploy-guard[sandbox]'", ExitCode.USAGE)
-    from guard.sandbox.demo import run_demo
+    if directory is not None and not keep:
+        _fail("--dir needs --keep (without it the demo's files are removed)", ExitCode.USAGE)
+    from guard.sandbox.demo import playground_directory, run_demo
 
-    sys.exit(run_demo())
+    with _exit_on_bad_input():
+        kept = playground_directory(directory) if keep else None
+    sys.exit(run_demo(kept=kept))
 
 
 @main.command()
@@ -341,7 +350,8 @@ def demo() -> None:
 @click.option("--lambda", "functions", multiple=True, metavar="FUNCTION[=IMAGE_URI]",
               help="Function whose code update to wait for.")
 @click.option("--timeout", type=click.IntRange(min=1), default=900, show_default=True, help="Deadline in seconds.")
-@click.option("--poll", type=click.IntRange(min=1), default=15, show_default=True, help="Seconds between looks.")
+@click.option("--poll", type=click.IntRange(min=1), default=15, show_default=True,
+              help="Longest wait between looks, in seconds (looks start about 1 s apart and back off to it).")
 @click.option("--rollback", "roll_back", is_flag=True, help="Roll failed targets back to their known-good revision "
               "through the policy gate.")
 @click.option("--state", help="Watchdog state holding the known-good records (default: [watch] state).")

@@ -23,6 +23,7 @@ MAX_SETTING = 10**9
 MAX_WORKERS = 32  # one botocore connection pool (32) per client
 REPO_PATTERN = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 SHA_PATTERN = re.compile(r"[0-9a-f]{40}")
+TAG_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # 12 digest hex follow: within 128
 SNS_ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:sns:(?P<region>[a-z0-9-]+):\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -48,6 +49,12 @@ class WatchConfig:
     below_desired_grace_minutes: int = 10
     crash_threshold: int = 3
     interval_seconds: int = 60
+    # Lifecycle forecasts (IMG004, IMG101): an expiry within *_warn_* is reported (warning), within *_error_*
+    # (or now) it is an error; days for age rules, more pushes to the repository for count and untagged rules.
+    lifecycle_warn_days: int = 14
+    lifecycle_warn_pushes: int = 5
+    lifecycle_error_days: int = 2
+    lifecycle_error_pushes: int = 1
 
 
 class RouteType(StrEnum):
@@ -142,6 +149,7 @@ class RemediateConfig:
     lock_ttl_seconds: int = 900
     wait_timeout_seconds: int = 900
     poll_seconds: int = 15
+    protect_tag_prefix: str = "keep-"  # protect_image tags an in-use image `<prefix><12 hex of its digest>`
 
 
 @dataclass(frozen=True)
@@ -184,7 +192,8 @@ def _table(value: Any, where: str) -> dict[str, Any]:
 def _watch(value: Any, source: str) -> WatchConfig:
     table = _table(value, f"{source}: watch")
     ints = ("lookback_minutes", "stall_after_minutes", "below_desired_grace_minutes", "crash_threshold",
-            "interval_seconds")
+            "interval_seconds", "lifecycle_warn_days", "lifecycle_warn_pushes", "lifecycle_error_days",
+            "lifecycle_error_pushes")
     unknown = sorted(set(table) - {"clusters", "services", "functions", "state", *ints})
     if unknown:
         raise InputError(f"{source}: unknown watch setting(s) {', '.join(unknown)}")
@@ -301,7 +310,7 @@ def parse_remediate_config(table: Mapping[str, Any], source: str) -> RemediateCo
     ints = ("max_actions_per_incident", "max_actions_per_hour", "token_budget", "max_turns", "lock_ttl_seconds",
             "wait_timeout_seconds", "poll_seconds")
     strs = ("kill_switch_parameter", "kill_switch_object", "model", "build_repository", "build_workflow",
-            "lambda_alias")
+            "lambda_alias", "protect_tag_prefix")
     unknown = sorted(set(table) - {"mode", "allow", *ints, *strs})
     if unknown:
         raise InputError(f"{source}: unknown remediate setting(s) {', '.join(unknown)}")
@@ -316,6 +325,9 @@ def parse_remediate_config(table: Mapping[str, Any], source: str) -> RemediateCo
     for name in strs:
         if name in table and (not isinstance(table[name], str) or not table[name]):
             raise InputError(f"{source}: remediate.{name} must be a non-empty string")
+    if "protect_tag_prefix" in table and not TAG_PREFIX_PATTERN.fullmatch(str(table["protect_tag_prefix"])):
+        raise InputError(f"{source}: remediate.protect_tag_prefix must start an ECR tag (letters, digits, '.', "
+                         "'_', '-'; at most 100 characters, starting with a letter or digit)")
     obj = table.get("kill_switch_object")
     bucket, _, key = str(obj).removeprefix("s3://").partition("/")
     if obj is not None and not (str(obj).startswith("s3://") and bucket and key):

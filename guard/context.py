@@ -61,7 +61,7 @@ class CheckContext:
     _github: GitHubReader | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.ecr: EcrReader = Boto3Ecr(self.aws)
+        self.ecr: EcrReader = Boto3Ecr(self.aws, self.config.workers)
         self.refs = Boto3Refs(self.aws, self.config.workers)
 
     @property

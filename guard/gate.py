@@ -180,13 +180,18 @@ def _run_one(check: Check, plan: DeployPlan, ctx: CheckContext, debug: bool) -> 
 
 def run_checks(plan: DeployPlan, ctx: CheckContext, *, allow_unverified: bool = False,
                fail_on: Severity | None = None, debug: bool = False, started: float | None = None) -> GateReport:
-    """Prefetch images in batch, run every enabled check concurrently, and decide the exit code."""
+    """Look every image up in one batch while every enabled check runs concurrently; decide the exit code.
+
+    The checks that read images wait for that batch (the ECR reader answers each image once); the others
+    start their own lookups at once.
+    """
     started = time.monotonic() if started is None else started
     cfg = ctx.config
     checks = [cls(cfg.severity.get(cid)) for cid, cls in all_checks().items() if cid not in cfg.disabled]
-    ctx.ecr.lookup(plan.images())
-    with ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
+    with ThreadPoolExecutor(max_workers=len(checks) + 1) as pool:
+        prefetch = pool.submit(ctx.ecr.lookup, plan.images())
         results = list(pool.map(lambda c: _run_one(c, plan, ctx, debug), checks))
+        prefetch.result()
     flat = [r for rs in results for r in rs]
     findings = tuple(sorted((r for r in flat if isinstance(r, Finding)),
                             key=lambda f: (-f.severity.rank, f.check_id, f.target, f.message)))

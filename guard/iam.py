@@ -19,7 +19,8 @@ from guard.metrics import HEARTBEAT_NAMESPACE
 
 ROLES = frozenset({"check", "watch", "remediate"})
 
-_READ_IMAGES = frozenset({"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"})
+_READ_IMAGES = frozenset({"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                          "ecr:GetLifecyclePolicy", "ecr:DescribeImages"})  # the last two: IMG004, IMG101
 _STATE_OBJECTS = frozenset({"s3:GetObject", "s3:PutObject", "s3:DeleteObject"})
 _STATE_LIST = frozenset({"s3:ListBucket"})
 _STATE_TABLE = frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"})
@@ -43,6 +44,7 @@ _GRANTS: dict[str, dict[str, frozenset[str]]] = {
         "ReadImages": _READ_IMAGES,
         "ReadLambda": frozenset({"lambda:ListFunctions", "lambda:GetFunction"}),
         "ReadRoles": frozenset({"iam:GetRole"}),
+        "ReadReferences": frozenset({"secretsmanager:DescribeSecret", "kms:DescribeKey"}),  # ECS108
         "Identity": frozenset({"sts:GetCallerIdentity"}),
         "Heartbeat": frozenset({"cloudwatch:PutMetricData"}),
         "Notify": frozenset({"sns:Publish"}),
@@ -75,6 +77,7 @@ _ACTION_SIDS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"ecs:UpdateService"), "RollbackServices"),
     (re.compile(r"ecs:(Describe|List)[A-Za-z]+"), "ReadEcs"),
     (re.compile(r"lambda:[A-Za-z]+"), "RollbackFunctions"),
+    (re.compile(r"ecr:PutImage"), "ProtectImages"),
     (re.compile(r"ecr:(BatchGet|Describe|Get|List)[A-Za-z]+"), "ReadImages"),
     (re.compile(r"sns:Publish"), "Notify"),
 )
@@ -131,6 +134,7 @@ class PolicyScope:
     kill_switch_parameter: str | None = None
     kill_switch_object: str | None = None
     sns_topics: tuple[str, ...] = ()
+    protected_repositories: tuple[str, ...] = ()  # where protect_image may add tags (ecr:PutImage)
     roles: frozenset[str] = ROLES
 
 
@@ -180,6 +184,7 @@ def _checked_roles(roles: Iterable[str]) -> list[str]:
 def _check_names(scope: PolicyScope) -> None:
     """Refuse names that would silently widen a scoped ARN (wildcards) or break one (empty parts)."""
     names = [scope.account, scope.region, scope.partition, *scope.lambda_functions, *scope.ecr_repositories,
+             *scope.protected_repositories,
              *scope.sns_topics, *(part for pair in scope.ecs_services for part in pair)]
     names += [name for name in (scope.state_bucket, scope.state_table, scope.kill_switch_parameter,
                                 scope.kill_switch_object)
@@ -208,6 +213,7 @@ def _resources(scope: PolicyScope) -> dict[str, list[str]]:
     switch = scope.kill_switch_object.removeprefix("s3://") if scope.kill_switch_object else None
     return {
         "ReadImages": [_arn(scope, "ecr", f"repository/{name}") for name in scope.ecr_repositories] or ["*"],
+        "ProtectImages": [_arn(scope, "ecr", f"repository/{name}") for name in scope.protected_repositories],
         "ReadEcs": ["*"],
         "ReadLambda": ["*"],
         "ReadRoles": [f"arn:{scope.partition}:iam::{scope.account}:role/*"],
@@ -267,6 +273,12 @@ def scope_from_config(config: Any, aws: Any, roles: Iterable[str]) -> PolicyScop
         functions = [f for f in Boto3Lambda(aws).list_image_functions()
                      if any(fnmatch.fnmatchcase(f"lambda:{f}", p) and acts & lambda_kinds
                             for p, acts in patterns)]
+    image_kinds = _kinds_needing("ProtectImages")
+    protected = [p[4:] for p, acts in patterns if p.startswith("ecr:") and acts & image_kinds]
+    if protected:
+        pages = aws.client("ecr").get_paginator("describe_repositories").paginate()
+        names = [r["repositoryName"] for page in pages for r in page.get("repositories", [])]
+        protected = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in protected)]
     state = str(config.watch.state)
     bucket, prefix, table = None, "", None
     if state.startswith("s3://"):
@@ -278,4 +290,4 @@ def scope_from_config(config: Any, aws: Any, roles: Iterable[str]) -> PolicyScop
                        lambda_functions=tuple(sorted(functions)), state_bucket=bucket, state_prefix=prefix,
                        state_table=table, kill_switch_parameter=rc.kill_switch_parameter,
                        kill_switch_object=rc.kill_switch_object, sns_topics=topics,
-                       roles=frozenset(roles))
+                       protected_repositories=tuple(sorted(set(protected))), roles=frozenset(roles))

@@ -317,6 +317,7 @@ class Cause(StrEnum):
     ROLLOUT_FAILED = "rollout_failed"
     STALLED = "stalled"
     LAMBDA_FAILED = "lambda_failed"
+    IMAGE_EXPIRY = "image_expiry"  # a lifecycle policy will expire an image in use (a forecast)
     UNKNOWN = "unknown"
 
 
@@ -354,7 +355,7 @@ class IncidentStatus(StrEnum):
 
 @dataclass(frozen=True)
 class Incident:
-    """Signals with one cause, coalesced; `id` is stable for the same cause (INC-<hash>)."""
+    """Signals with one cause, coalesced; `id` (INC-<hash>) is stable while open, new on a recurrence."""
 
     id: str
     severity: Severity
@@ -367,10 +368,15 @@ class Incident:
     last_seen: str
     status: IncidentStatus = IncidentStatus.OPEN
     latent: bool = False
+    previous: str = ""  # the resolved incident of the same cause this one is a recurrence of
 
     def to_json(self) -> dict[str, object]:
-        """The stable JSON shape of an incident."""
-        return {"id": self.id, "severity": self.severity.value, "cause": self.cause.value,
-                "cause_key": self.cause_key, "title": self.title, "resources": list(self.resources),
-                "signals": [s.to_json() for s in self.signals], "first_seen": self.first_seen,
-                "last_seen": self.last_seen, "status": self.status.value, "latent": self.latent}
+        """The stable JSON shape of an incident (`previous` only on a recurrence)."""
+        doc: dict[str, object] = {
+            "id": self.id, "severity": self.severity.value, "cause": self.cause.value,
+            "cause_key": self.cause_key, "title": self.title, "resources": list(self.resources),
+            "signals": [s.to_json() for s in self.signals], "first_seen": self.first_seen,
+            "last_seen": self.last_seen, "status": self.status.value, "latent": self.latent}
+        if self.previous:
+            doc["previous"] = self.previous
+        return doc

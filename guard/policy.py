@@ -37,6 +37,7 @@ class DecisionRule(StrEnum):
     OUTSIDE_INCIDENT = "outside_incident"
     UNRECORDED_TARGET = "unrecorded_target"
     BUILD_TARGET = "build_target"
+    IMAGE_TARGET = "image_target"
     NO_TARGET_RULE = "no_target_rule"
     HUMAN_CHOICE = "human_choice"
     INCIDENT_CAP = "incident_cap"
@@ -46,10 +47,11 @@ class DecisionRule(StrEnum):
 
 # After a refusal by one of these, automation must stop and escalate.
 STOP_RULES = frozenset({DecisionRule.KILL_SWITCH, DecisionRule.ALLOWLIST, DecisionRule.OUTSIDE_INCIDENT,
-                        DecisionRule.UNRECORDED_TARGET, DecisionRule.BUILD_TARGET, DecisionRule.NO_TARGET_RULE,
-                        DecisionRule.INCIDENT_CAP, DecisionRule.RATE_LIMIT})
-# Kinds whose resource is not one of the incident's (a build runs in a repository): their target rule decides.
-_OUTSIDE_RESOURCES = frozenset({"rerun_build"})
+                        DecisionRule.UNRECORDED_TARGET, DecisionRule.BUILD_TARGET, DecisionRule.IMAGE_TARGET,
+                        DecisionRule.NO_TARGET_RULE, DecisionRule.INCIDENT_CAP, DecisionRule.RATE_LIMIT})
+# Kinds whose resource is not one of the incident's (a build runs in a repository, an image lives in one):
+# their target rule decides.
+_OUTSIDE_RESOURCES = frozenset({"rerun_build", "protect_image"})
 _ROLLBACKS = frozenset({"ecs_rollback", "lambda_rollback", "lambda_image_rollback"})
 
 
@@ -163,6 +165,8 @@ class PolicyGate:
             return self.recorded(action)
         if action.kind == "rerun_build":
             return self._build_target(incident, params)
+        if action.kind == "protect_image":
+            return self._image_target(incident, params)
         return Decision(False, DecisionRule.NO_TARGET_RULE, f"no target rule for {action.kind}: refused")
 
     def recorded(self, action: Action) -> Decision | None:
@@ -230,6 +234,23 @@ class PolicyGate:
                             f"run {run_id} is workflow {run.path or run.name}, not {self.config.build_workflow}")
         return None
 
+    def _image_target(self, incident: Incident, params: Mapping[str, Any]) -> Decision | None:
+        """Protect only an image the incident names (digest and repository), only under a configured-prefix tag."""
+        tag, prefix = str(params["tag"]), self.config.protect_tag_prefix
+        if not tag.startswith(prefix) or tag == prefix:
+            return Decision(False, DecisionRule.IMAGE_TARGET, f"tag {tag!r} does not start with the configured "
+                            f"protect_tag_prefix {prefix!r}: only such tags may be added (never an existing one)")
+        try:
+            ref = ImageRef.parse(str(params["image"]))
+        except InputError as exc:
+            return Decision(False, DecisionRule.IMAGE_TARGET, str(exc))
+        named = {(_repository(str(s.evidence.get("image") or "")), str(s.evidence.get("digest") or ""))
+                 for s in incident.signals}
+        if ref.digest is None or (f"{ref.registry}/{ref.repository}", ref.digest) not in named:
+            return Decision(False, DecisionRule.IMAGE_TARGET, f"{ref.display} is not an image incident "
+                            f"{incident.id} names")
+        return None
+
     def _recent_actions(self) -> int:
         horizon = self.clock() - timedelta(hours=1)
         return sum(1 for t in action_times(self.store) if t > horizon)
@@ -255,3 +276,12 @@ def workflow_matches(wanted: str | None, name: str, path: str) -> bool:
 def _revision(task_definition: str) -> str:
     """`family:revision` of a task definition ARN (or of a `family:revision` string)."""
     return task_definition.rsplit("/", 1)[-1]
+
+
+def _repository(uri: str) -> str:
+    """`registry/repository` of an image reference, "" when it does not parse."""
+    try:
+        ref = ImageRef.parse(uri)
+    except InputError:
+        return ""
+    return f"{ref.registry}/{ref.repository}"

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from guard.journal import ActionStatus, Entry, EntryKind, Journal, action_state
-from guard.models import Incident, InputError
+from guard.models import Incident, IncidentStatus, InputError
+from guard.records import open_incidents, recurrence, resolution
 from guard.redact import redact, scrub
 from guard.state import StateStore
 from guard.triage import incident_from_json
@@ -246,8 +247,15 @@ def _signals(incident: Incident | None, entries: Sequence[Entry]) -> list[dict[s
 # Sections
 
 
+def _status(incident: Incident) -> str:
+    """Open, or resolved and when."""
+    if incident.status is IncidentStatus.RESOLVED:
+        return f"resolved at {incident.last_seen}"
+    return "open"
+
+
 def _summary(incident: Incident | None, entries: Sequence[Entry], actions: Sequence[_Action],
-             refusals: Sequence[Entry], generated_at: str) -> str:
+             refusals: Sequence[Entry], generated_at: str, status: str) -> str:
     title = f"# Postmortem {incident.id}: {_md(incident.title)}" if incident else \
         "# Postmortem: unidentified incident"
     head = f"head {entries[-1].digest[:12]}" if entries else "empty journal"
@@ -258,8 +266,10 @@ def _summary(incident: Incident | None, entries: Sequence[Entry], actions: Seque
                f"{escalations} escalation(s)")
     rows = [("Incident", incident.id), ("Cause", f"{incident.cause.value}: {incident.cause_key}"),
             ("Resources", ", ".join(incident.resources)), ("First seen", incident.first_seen),
-            ("Severity", incident.severity.value), ("Status", incident.status.value)] if incident else \
+            ("Severity", incident.severity.value), ("Status", status or _status(incident))] if incident else \
         [("Incident", "unknown: the journal holds no incident snapshot")]
+    if incident and incident.previous:
+        rows.append(("Previous incident", f"{incident.previous} (resolved; this is a recurrence of its cause)"))
     return "\n\n".join([title, f"Generated {_md(generated_at)} from {len(entries)} journal entries ({head}).",
                         "## Summary", _table(("Field", "Value"), [*rows, ("Outcome", outcome)])])
 
@@ -394,23 +404,40 @@ def _questions(incident: Incident | None, entries: Sequence[Entry], actions: Seq
     return f"## Open questions\n\n{_bullets(questions)}"
 
 
-def render_postmortem(incident: Incident | None, entries: Sequence[Entry], *, generated_at: str) -> str:
-    """The incident's postmortem in Markdown; `incident` defaults to the journal's snapshot."""
+def render_postmortem(incident: Incident | None, entries: Sequence[Entry], *, generated_at: str,
+                      status: str = "") -> str:
+    """The incident's postmortem in Markdown; `incident` defaults to the journal's snapshot.
+
+    `status` replaces the Status line derived from the incident (open, or resolved and when)."""
     clean = [replace(e, data=redact(e.data)) for e in entries]
     incident = incident or _snapshot(clean)
     signals = _signals(incident, clean)
     actions = _actions(clean)
     refusals = [e for e in clean if e.kind is EntryKind.DECISION and e.data.get("allowed") is False]
-    sections = [_summary(incident, entries, actions, refusals, generated_at), _timeline(clean),
+    sections = [_summary(incident, entries, actions, refusals, generated_at, status), _timeline(clean),
                 _signals_section(signals), _actions_section(actions), _refusals_section(refusals),
                 _models_section(clean), _analysis(incident, clean, signals, actions, refusals),
                 _questions(incident, clean, actions)]
     return scrub("\n\n".join(sections) + "\n")
 
 
+def _status_now(store: StateStore, incident_id: str) -> str:
+    """The incident's status in the watchdog state now: open, resolved (and when, and what recurred), or unknown."""
+    current = next((i for i in open_incidents(store) if i.id == incident_id), None)
+    if current is not None:
+        return _status(current)
+    done = resolution(store, incident_id)
+    after = recurrence(store, incident_id)
+    recurred = f"; its cause recurred as {after}" if after else ""
+    if done is not None:
+        return f"resolved at {done.resolved_at}{recurred}"
+    return f"not open (no resolution on record){recurred}"
+
+
 def postmortem_from_journal(store: StateStore, incident_id: str) -> str:
-    """Render an incident's postmortem now, from its journal; no journal is an input error."""
+    """Render an incident's postmortem now, from its journal and its status; no journal is an input error."""
     entries = Journal(store, incident_id).entries()
     if not entries:
         raise InputError(f"no journal for {incident_id}")
-    return render_postmortem(None, entries, generated_at=datetime.now(UTC).isoformat())
+    return render_postmortem(None, entries, generated_at=datetime.now(UTC).isoformat(),
+                             status=_status_now(store, incident_id))

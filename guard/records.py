@@ -4,7 +4,7 @@ Keys in the state store (guard.state):
 
 | key | written by | holds |
 |---|---|---|
-| `incidents/open.json` | the watchdog | every open incident |
+| `incidents/open.json` | the watchdog | every open incident, and the last resolution per cause (`Resolution`) |
 | `heartbeat.json` | the watchdog | the last sweep's summary |
 | `notify/undelivered.json` | the watchdog | notifications a route failed to take, retried next sweep |
 | `known-good/ecs/<cluster>.json` | the watchdog | a `ServiceRecord` per service last seen healthy, and the
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from guard.models import Incident, InputError
+from guard.models import Cause, Incident, IncidentStatus, InputError
 from guard.state import StateStore, read_json, update_json
 from guard.triage import incident_from_json
 
@@ -37,6 +37,8 @@ JOURNAL_PREFIX = "journal/"
 _LAMBDA_KEY = "known-good/lambda.json"
 # How many distinct healthy records a service or function keeps: the targets a rollback may restore.
 HISTORY_LIMIT = 20
+# How many resolutions (the last one per cause and key) the incident state keeps, most recent first.
+RESOLVED_LIMIT = 200
 
 
 def _ecs_key(cluster: str) -> str:
@@ -68,22 +70,81 @@ def open_incident_ids(store: StateStore) -> list[str]:
     return [str(raw["id"]) for raw in (doc or {}).get("incidents", [])]
 
 
+@dataclass(frozen=True)
+class Resolution:
+    """An incident the watchdog resolved; the last one per (cause, key) is kept so a recurrence gets a new ID."""
+
+    id: str
+    cause: Cause
+    cause_key: str
+    first_seen: str
+    resolved_at: str
+    previous: str = ""
+
+    @classmethod
+    def of(cls, incident: Incident) -> Resolution:
+        """The record of a resolved incident (resolved when it was last seen)."""
+        return cls(incident.id, incident.cause, incident.cause_key, incident.first_seen, incident.last_seen,
+                   incident.previous)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Resolution:
+        """Parse a stored record."""
+        return cls(str(doc["id"]), Cause(doc["cause"]), str(doc["cause_key"]), str(doc.get("first_seen", "")),
+                   str(doc.get("resolved_at", "")), str(doc.get("previous") or ""))
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored shape."""
+        return {**asdict(self), "cause": self.cause.value}
+
+
+def resolutions(store: StateStore) -> list[Resolution]:
+    """The kept resolutions, oldest first."""
+    doc, _ = read_json(store, INCIDENTS_KEY)
+    return [Resolution.from_json(raw) for raw in (doc or {}).get("resolved", [])]
+
+
+def resolution(store: StateStore, incident_id: str) -> Resolution | None:
+    """The resolution of `incident_id`, if it is still kept."""
+    return next((r for r in resolutions(store) if r.id == incident_id), None)
+
+
+def recurrence(store: StateStore, incident_id: str) -> str:
+    """The ID of the incident that recurred after `incident_id` was resolved, or "" if none is known."""
+    later = [(i.id, i.previous) for i in open_incidents(store)] + [(r.id, r.previous) for r in resolutions(store)]
+    return next((later_id for later_id, previous in later if previous == incident_id), "")
+
+
 def load_incident(store: StateStore, incident_id: str) -> Incident:
-    """An open incident; an unknown ID is an input error."""
+    """An open incident; a resolved or unknown ID is an input error that says which."""
     for incident in open_incidents(store):
         if incident.id == incident_id:
             return incident
+    done = resolution(store, incident_id)
+    if done is not None:
+        after = recurrence(store, incident_id)
+        hint = f"; its cause recurred as {after} (remediate that one)" if after else ""
+        raise InputError(f"incident {incident_id} was resolved at {done.resolved_at}: nothing to remediate{hint}")
     raise InputError(f"no open incident {incident_id} in the watchdog state (run `guard watch --once` first)")
 
 
 def update_incidents(store: StateStore, now: str,
-                     fn: Callable[[dict[str, Incident]], Iterable[Incident]]) -> None:
-    """Replace the open incidents with `fn(previous by ID)`, as a conditional write (retried on a lost race)."""
+                     fn: Callable[[dict[str, Incident], dict[tuple[Cause, str], str]], Iterable[Incident]]) -> None:
+    """Replace the incidents with `fn(open ones by ID, last resolved ID by (cause, key))`, as one conditional write.
+
+    The open incidents `fn` returns are kept; the resolved ones replace their cause's resolution record
+    (RESOLVED_LIMIT kept). The write is retried on a lost race."""
 
     def apply(doc: Any) -> Any:
         previous = {str(raw["id"]): incident_from_json(raw) for raw in (doc or {}).get("incidents", [])}
-        current = sorted(fn(previous), key=lambda i: i.id)
-        return {"version": 1, "updated_at": now, "incidents": [i.to_json() for i in current]}
+        past = [Resolution.from_json(raw) for raw in (doc or {}).get("resolved", [])]
+        returned = list(fn(previous, {(r.cause, r.cause_key): r.id for r in past}))
+        current = sorted((i for i in returned if i.status is IncidentStatus.OPEN), key=lambda i: i.id)
+        done = [Resolution.of(i) for i in returned if i.status is IncidentStatus.RESOLVED]
+        causes = {(r.cause, r.cause_key) for r in done}
+        kept = [*(r for r in past if (r.cause, r.cause_key) not in causes), *done][-RESOLVED_LIMIT:]
+        return {"version": 1, "updated_at": now, "incidents": [i.to_json() for i in current],
+                "resolved": [r.to_json() for r in kept]}
 
     update_json(store, INCIDENTS_KEY, apply)
 

@@ -30,9 +30,11 @@ _MEASURE_WORDS = frozenset({"budget", "count", "limit", "max", "min", "used", "u
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 # Credential shapes, each replaced by REDACTED after its `keep` group. The PEM block goes first so that a
-# label in front of it ("private_key: -----BEGIN ...") cannot hide its body from the block pattern.
+# label in front of it ("private_key: -----BEGIN ...") cannot hide its body from the block pattern; a JWT goes
+# before the 40-character secret key, which would otherwise take its first segment and leave the rest.
 _SHAPES = [re.compile(pattern) for pattern in (
     r"-----BEGIN [A-Z ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+    r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*",
     r"(?:AKIA|ASIA)[A-Z0-9]{16}",
     # an AWS secret access key: exactly 40 base64 characters with upper and lower case (never a hex digest)
     r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+]{0,39}[A-Z])(?=[A-Za-z0-9/+]{0,39}[a-z])[A-Za-z0-9/+]{40}"
@@ -43,7 +45,6 @@ _SHAPES = [re.compile(pattern) for pattern in (
     r"(?P<keep>(?i:hooks\.slack\.com)/(?:services|workflows|triggers)/)[A-Za-z0-9_/-]+",
     r"sk-ant-[A-Za-z0-9_-]{4,}",
     r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{20,}",
-    r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*",
     r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",
     r"(?P<keep>(?i:authorization)(?:\\?[\"'])?[ \t]*[:=][ \t]*(?:\\?[\"'])?(?:[A-Za-z][A-Za-z0-9-]*[ \t]+)?)"
     r"[^\s\"',;\\]+",

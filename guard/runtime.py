@@ -13,7 +13,6 @@ another account-region (a watchdog shard), and they share one call counter eithe
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from guard.config import GuardConfig, check_action_kinds, load_config
 from guard.models import InputError
+from guard.progress import ProgressLine
 
 if TYPE_CHECKING:
     from guard.actions import ActionContext
@@ -48,10 +48,6 @@ def _github_from_env(stats: ApiStats) -> PyGithubGateway:
     return PyGithubGateway.from_env(stats)
 
 
-def _echo_progress(message: str) -> None:
-    print(f"  … {message}", file=sys.stderr)
-
-
 @dataclass
 class Runtime:
     """Everything an entry point wires, built lazily from `config` and the environment.
@@ -66,7 +62,7 @@ class Runtime:
     target: AwsSettings | None = None
     clock: Clock = field(default=lambda: datetime.now(UTC))
     wait: Callable[[float], None] | None = None
-    progress: Callable[[str], None] = _echo_progress
+    progress: Callable[[str], None] = field(default_factory=ProgressLine)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     github_factory: GitHubFactory = _github_from_env
     stdout_route: TextIO | None = None
@@ -130,11 +126,13 @@ class Runtime:
     @property
     def watch_settings(self) -> WatchSettings:
         """The `[watch]` thresholds."""
+        from guard.lifecycle_policy import LifecycleHorizon
         from guard.watcher import WatchSettings
 
         wc = self.config.watch
         return WatchSettings(timedelta(minutes=wc.lookback_minutes), timedelta(minutes=wc.stall_after_minutes),
-                             timedelta(minutes=wc.below_desired_grace_minutes), wc.crash_threshold)
+                             timedelta(minutes=wc.below_desired_grace_minutes), wc.crash_threshold,
+                             LifecycleHorizon.from_config(wc))
 
     def watch_scope(self, clusters: tuple[str, ...] = (), services: tuple[str, ...] = (),
                     functions: tuple[str, ...] | None = None, *, no_lambda: bool = False) -> WatchScope:

@@ -21,13 +21,15 @@ _TITLES = {
     Cause.ROLLOUT_FAILED: "deployment failed",
     Cause.STALLED: "deployment stalled",
     Cause.LAMBDA_FAILED: "Lambda function failed",
+    Cause.IMAGE_EXPIRY: "lifecycle policy will expire an image in use",
     Cause.UNKNOWN: "tasks fail to start",
 }
 
 
-def incident_id(cause: Cause, key: str) -> str:
-    """Stable ID: the same cause and key always give the same incident."""
-    return "INC-" + hashlib.sha256(f"{cause.value}|{key}".encode()).hexdigest()[:12]
+def incident_id(cause: Cause, key: str, previous: str = "") -> str:
+    """Deterministic ID of an occurrence of (cause, key): the first one's, or the one after `previous` resolved."""
+    after = f"|after {previous}" if previous else ""
+    return "INC-" + hashlib.sha256(f"{cause.value}|{key}{after}".encode()).hexdigest()[:12]
 
 
 def coalesce(signals: Sequence[Signal], now: datetime) -> list[Incident]:
@@ -63,16 +65,24 @@ class TriageResult:
 
 
 def reconcile(previous: Mapping[str, Incident], current: Sequence[Incident], now: datetime, *,
-              in_scope: Callable[[str], bool], allow_resolve: bool) -> TriageResult:
-    """Open new incidents, update changed ones (never re-raise), resolve those gone from a full sweep."""
+              in_scope: Callable[[str], bool], allow_resolve: bool,
+              last_resolved: Mapping[tuple[Cause, str], str] | None = None) -> TriageResult:
+    """Open new incidents, update changed ones (never re-raise), resolve those gone from a full sweep.
+
+    An open incident keeps its ID for as long as its cause is seen; a cause seen again after its incident
+    was resolved (`last_resolved`: the last resolved ID per (cause, key)) opens a new ID linking that one."""
+    open_by_cause = {(i.cause, i.cause_key): i for i in previous.values()}
     state: dict[str, Incident] = {}
     opened, updated, unchanged, resolved = [], [], [], []
-    for inc in current:
-        before = previous.get(inc.id)
+    for seen in current:
+        before = open_by_cause.get((seen.cause, seen.cause_key))
         if before is None:
+            last = (last_resolved or {}).get((seen.cause, seen.cause_key), "")
+            inc = replace(seen, id=incident_id(seen.cause, seen.cause_key, last), previous=last)
             state[inc.id] = inc
             opened.append(inc)
             continue
+        inc = replace(seen, id=before.id, previous=before.previous)
         merged = replace(inc, first_seen=min(before.first_seen, inc.first_seen),
                          resources=tuple(sorted(set(inc.resources))))
         state[inc.id] = merged
@@ -101,4 +111,5 @@ def incident_from_json(doc: Mapping[str, Any]) -> Incident:
     )
     return Incident(doc["id"], Severity(doc["severity"]), Cause(doc["cause"]), doc["cause_key"], doc["title"],
                     tuple(doc["resources"]), signals, doc["first_seen"], doc["last_seen"],
-                    IncidentStatus(doc.get("status", "open")), bool(doc.get("latent", False)))
+                    IncidentStatus(doc.get("status", "open")), bool(doc.get("latent", False)),
+                    str(doc.get("previous") or ""))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from guard.exitcodes import ExitCode
 from guard.models import Cause, Incident, InputError, Severity
+from guard.progress import waiting
 from guard.reasons import Diagnosis, diagnose_lambda, diagnose_task, event_messages
 
 if TYPE_CHECKING:
@@ -278,24 +279,30 @@ def verify(targets: Sequence[Target], aws: AwsSession, options: VerifyOptions, *
            clock: Callable[[], datetime], wait: Callable[[float], None] = time.sleep,
            progress: Callable[[str], None] = lambda message: None,
            rollback: Callable[[Verdict], Mapping[str, Any]] | None = None) -> VerifyReport:
-    """Poll until every target is decided or `options.timeout_s` of `clock` passed; then roll back if asked."""
+    """Poll until every target is decided or `options.timeout_s` of `clock` passed; then roll back if asked.
+
+    Polls are `guard.actions.next_poll` apart: about a second at first, backing off to `options.poll_s`.
+    """
+    from guard.actions import next_poll
+
     started, watch = clock(), _Watch(aws, options)
     decided: dict[str, Verdict] = {}
     last: dict[str, Verdict] = {}
-    while True:
-        pending = [t for t in targets if t.resource not in decided]
-        for v in watch.poll(pending):
-            (decided if v.status is not Status.PENDING else last)[v.target.resource] = v
-            if v.status is not Status.PENDING:
-                progress(f"{v.target.resource}: {v.status.value}: {v.message}")
-        pending = [t for t in targets if t.resource not in decided]
-        waited = (clock() - started).total_seconds()
-        if not pending or waited >= options.timeout_s:
-            break
-        for t in pending:
-            progress(f"{t.resource}: waiting ({waited:.0f}s of {options.timeout_s:.0f}s): "
-                     f"{last[t.resource].message}")
-        wait(options.poll_s)
+    what = targets[0].resource if len(targets) == 1 else f"{len(targets)} targets"
+    with waiting(progress, what, options.timeout_s) as update:
+        while True:
+            pending = [t for t in targets if t.resource not in decided]
+            for v in watch.poll(pending):
+                (decided if v.status is not Status.PENDING else last)[v.target.resource] = v
+                if v.status is not Status.PENDING:
+                    progress(f"{v.target.resource}: {v.status.value}: {v.message}")
+            pending = [t for t in targets if t.resource not in decided]
+            waited = (clock() - started).total_seconds()
+            if not pending or waited >= options.timeout_s:
+                break
+            update(waited, "; ".join(last[t.resource].message if len(targets) == 1 else
+                                     f"{t.resource}: {last[t.resource].message}" for t in pending))
+            wait(min(next_poll(waited, options.poll_s), options.timeout_s - waited))  # the last poll at the deadline
     for t in targets:
         if t.resource not in decided:
             seen = last[t.resource]

@@ -6,21 +6,24 @@ import logging
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from guard.errors import GatewayError
 from guard.exitcodes import ExitCode, exit_code
-from guard.gateways.aws import AwsSession
+from guard.gateways.aws import AwsSession, error_code
 from guard.gateways.ecr import Boto3Ecr, ImageInfo, ImageStatus
 from guard.gateways.ecs import Boto3Ecs
 from guard.gateways.lambda_ import Boto3Lambda
-from guard.gateways.refs import Boto3Refs
+from guard.gateways.refs import Boto3Refs, KeyLookup, SecretLookup, SecretState, arn_parts, injected_secrets
+from guard.lifecycle_policy import RepoKey, RepositoryLifecycle
 from guard.metrics import send_heartbeat
-from guard.models import Finding, ImageRef, Incident, InputError, Signal, Unverified
+from guard.models import Cause, Finding, ImageRef, Incident, InputError, Signal, Unverified
 from guard.notify.messages import Notification, NotificationKind
 from guard.notify.routes import NotifyError, Route, RouteResult, dispatch
 from guard.outcomes import CRASHED, UNDELIVERED, UNREADABLE
@@ -104,9 +107,17 @@ class Watchdog:
 
     # -- reading -----------------------------------------------------------------------------------
     def _cluster(self, cluster: str, scope: WatchScope) -> tuple[list[ServiceView], dict[str, list[Any]]]:
-        described = self.ecs.listed_services(
-            cluster, scope.region,
-            lambda n: not scope.services or n in scope.services or f"{cluster}/{n}" in scope.services)
+        """A cluster's services and stopped tasks; a cluster that does not exist is a GatewayError naming it."""
+        try:
+            described = self.ecs.listed_services(
+                cluster, scope.region,
+                lambda n: not scope.services or n in scope.services or f"{cluster}/{n}" in scope.services)
+        except ClientError as exc:
+            if error_code(exc) != "ClusterNotFoundException":
+                raise
+            where = scope.region or self.aws.default_region
+            raise GatewayError("ECS", "ListServices", f"cluster {cluster} does not exist in {where}: check "
+                               "--cluster or [watch] clusters", "ClusterNotFound") from None
         views = [ServiceView(cluster, raw) for raw in described.values() if raw and raw.get("status") == "ACTIVE"]
         wanted = {f"service:{v.name}": v.resource for v in views}
         stopped: dict[str, list[Any]] = {}
@@ -153,7 +164,9 @@ class Watchdog:
                 self._add_ref(refs, str(c.get("image", "")))
         for fn in functions:
             self._add_ref(refs, fn.image_uri)
-        images = Boto3Ecr(self.aws, self.workers).lookup(refs.values()) if refs else {}
+        ecr = Boto3Ecr(self.aws, self.workers)
+        images = ecr.lookup(refs.values()) if refs else {}
+        lifecycles, running = self._lifecycles(ecr, services, task_defs, images, scope, errors)
         role_arns = {str(td.get("executionRoleArn")) for svc in services if svc.primary
                      for td in [task_defs.get(str(svc.primary.get("taskDefinition"))) or {}]
                      if td.get("executionRoleArn")}
@@ -162,8 +175,47 @@ class Watchdog:
         except GatewayError as exc:
             errors.append(("iam:*", exc))
             roles = {}
+        secrets, keys = self._deletions(services, task_defs)
         return Snapshot(self.clock(), tuple(services), task_defs, stopped, images, tuple(functions),
-                        self.settings, tuple(errors), roles)
+                        self.settings, tuple(errors), roles, secrets=secrets, keys=keys, lifecycles=lifecycles,
+                        running_tasks=running)
+
+    def _lifecycles(self, ecr: Boto3Ecr, services: Sequence[ServiceView], task_defs: Mapping[str, Any],
+                    images: Mapping[str, Any], scope: WatchScope, errors: list[tuple[str, GatewayError]]
+                    ) -> tuple[dict[RepoKey, Any], dict[str, tuple[Any, ...]]]:
+        """Lifecycle policies of the repositories in use (one GetLifecyclePolicy each, images only with a policy),
+        then the running tasks of the services on a repository with a policy (the digests ECS pinned)."""
+        present = {uri: i for uri, i in images.items() if isinstance(i, ImageInfo) and i.status is ImageStatus.PRESENT}
+        lifecycles = ecr.lifecycles(sorted({i.ref.key for i in present.values()})) if present else {}
+        governed = {k for k, v in lifecycles.items() if not isinstance(v, RepositoryLifecycle) or v.policy}
+        wanted = {f"service:{svc.name}": svc for svc in services if svc.primary and any(
+            present[str(c.get("image"))].ref.key in governed for c in (task_defs.get(
+                str(svc.primary.get("taskDefinition"))) or {}).get("containerDefinitions", [])
+            if str(c.get("image")) in present)}
+        running: dict[str, tuple[Any, ...]] = {}
+        for cluster in sorted({svc.cluster for svc in wanted.values()}):
+            try:
+                arns = self.ecs.list_running_tasks(cluster, scope.region)
+                tasks = self.ecs.describe_tasks(cluster, arns, scope.region) if arns else []
+            except GatewayError as exc:
+                errors.append((f"ecs:{cluster}/*", exc))
+                continue
+            for task in tasks:
+                svc = wanted.get(str(task.get("group", "")))
+                if svc is not None and svc.cluster == cluster:
+                    running[svc.resource] = (*running.get(svc.resource, ()), task)
+        return lifecycles, running
+
+    def _deletions(self, services: Sequence[ServiceView], task_defs: Mapping[str, Any]) -> tuple[
+            dict[str, SecretLookup], dict[tuple[str | None, str], KeyLookup]]:
+        """Secrets Manager state of every secret the in-scope services' active revisions inject, then the state
+        of the customer-managed KMS keys those secrets are encrypted with: each distinct one once, concurrently."""
+        arns = {arn for svc in services if svc.primary
+                for _, arn in injected_secrets(task_defs.get(str(svc.primary.get("taskDefinition"))) or {})}
+        secrets = self.refs.secret_states(arns) if arns else {}
+        wanted = {(arn_parts(s.arn)[3] or None, s.kms_key) for s in secrets.values()
+                  if isinstance(s, SecretState) and s.kms_key and arn_parts(s.arn)}
+        return secrets, self.refs.key_states(wanted) if wanted else {}
 
     @staticmethod
     def _add_ref(refs: dict[str, ImageRef], uri: str) -> None:
@@ -221,10 +273,11 @@ class Watchdog:
         current = coalesce(signals, snap.now)
         result: list[TriageResult] = []
 
-        def apply(previous: dict[str, Incident]) -> list[Incident]:
-            res = reconcile(previous, current, snap.now, in_scope=scope.covers, allow_resolve=not unverified)
+        def apply(previous: dict[str, Incident], last_resolved: dict[tuple[Cause, str], str]) -> list[Incident]:
+            res = reconcile(previous, current, snap.now, in_scope=scope.covers, allow_resolve=not unverified,
+                            last_resolved=last_resolved)
             result[:] = [res]
-            return list(res.state.values())
+            return [*res.state.values(), *res.resolved]
 
         update_incidents(self.store, snap.now.isoformat(), apply)
         triage = result[0]

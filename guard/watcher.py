@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from guard.errors import GatewayError
+from guard.lifecycle_policy import LifecycleHorizon
 from guard.models import Cause, Severity, Signal, Unverified
 from guard.reasons import Diagnosis, diagnose_task
 
@@ -21,6 +22,7 @@ class WatchSettings:
     stall_after: timedelta = timedelta(minutes=30)
     below_desired_grace: timedelta = timedelta(minutes=10)
     crash_threshold: int = 3
+    lifecycle: LifecycleHorizon = field(default_factory=LifecycleHorizon)  # lifecycle forecasts (IMG101)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,13 @@ class Snapshot:
     settings: WatchSettings = WatchSettings()
     errors: tuple[tuple[str, GatewayError], ...] = ()
     roles: Mapping[str, Any] = field(default_factory=dict)
+    # secret ARN -> SecretState | RefStatus | GatewayError; (region, KmsKeyId) -> KeyState | RefStatus | GatewayError
+    secrets: Mapping[str, Any] = field(default_factory=dict)
+    keys: Mapping[tuple[str | None, str], Any] = field(default_factory=dict)
+    # (account, region, repository) in use -> RepositoryLifecycle | GatewayError; service resource -> its running
+    # tasks (their containers' pinned imageDigest), read only for services whose repositories have a policy
+    lifecycles: Mapping[tuple[str, str, str], Any] = field(default_factory=dict)
+    running_tasks: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
 
     def recent_stopped(self, service: ServiceView) -> list[Mapping[str, Any]]:
         """The service's tasks stopped within the lookback window, newest first.

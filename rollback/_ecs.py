@@ -60,6 +60,11 @@ def steady_on(ctx: ActionContext, cluster: str, name: str, task_definition: str 
     svc = service(ctx, cluster, name)
     if svc is None:
         return Outcome(False, f"service {cluster}/{name} does not exist")
+    return steadiness(svc, task_definition)
+
+
+def steadiness(svc: dict[str, Any], task_definition: str | None) -> Outcome:
+    """`steady_on` for a service already described."""
     deps = svc.get("deployments", [])
     primary: dict[str, Any] = next((d for d in deps if d.get("status") == "PRIMARY"), {})
     evidence = {"task_definition": primary.get("taskDefinition"), "rollout": primary.get("rolloutState"),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from guard.actions import Action, ActionContext, Outcome
 from guard.gateways.aws import call
 from guard.gateways.ecs import Boto3Ecs
-from rollback._ecs import IAM_ACTIONS, controller_refusal, images_exist, service, steady_on
+from rollback._ecs import IAM_ACTIONS, controller_refusal, images_exist, service, steadiness, steady_on
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class EcsRollback(Action):
         images = images_exist(ctx, td)
         if not images.ok:
             return Outcome(False, f"known-good revision cannot start: {images.reason}", images.evidence)
-        if steady_on(ctx, self.cluster, self.service, self.task_definition).ok:
+        if steadiness(svc, self.task_definition).ok:  # as described above: no second DescribeServices
             return Outcome(True, "already steady on the known-good revision", done_already=True)
         return Outcome(True, f"currently on {svc.get('taskDefinition')}; target's images exist", images.evidence)
 

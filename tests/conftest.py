@@ -10,7 +10,8 @@ from guard.sandbox.aws import AwsSandbox
 from guard.sandbox.github_server import DEFAULT_TOKEN, GitHubSandbox
 from guard.sandbox.scenarios import Scenario
 
-pytest_plugins = ["tests.support.guardrun", "tests.support.watchrun", "tests.support.remedyrun"]
+pytest_plugins = ["tests.support.guardrun", "tests.support.watchrun", "tests.support.remedyrun",
+                  "tests.support.terraform"]
 
 
 @pytest.fixture(scope="session")

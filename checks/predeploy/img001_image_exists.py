@@ -17,8 +17,8 @@ class ImageExists(Check):
     A reference that can never be pulled (an ECR-shaped host whose account is not 12 digits or whose region
     is not a region, a placeholder such as `XXXXXXXXXXXX` or `region-code`, an unrendered template such as
     `<IMAGE1_NAME>` or `${...}`) is an error without any lookup. Cannot prove the image will still exist at
-    deploy time (a lifecycle policy or a person may delete it), nor anything about images outside ECR,
-    which are reported as not verified (info).
+    deploy time (a person may delete it; IMG004 forecasts the repository's lifecycle policy), nor anything
+    about images outside ECR, which are reported as not verified (info).
     """
 
     id = "IMG001"
@@ -26,7 +26,8 @@ class ImageExists(Check):
     severity = Severity.ERROR
     proves = "every ECR image reference (tag or digest) resolves to an image in its account and region; " \
         "malformed, placeholder and template references are errors"
-    cannot_prove = "that the image survives until tasks start; images outside ECR are not looked up"
+    cannot_prove = "that the image survives until tasks start (IMG004 forecasts lifecycle-policy expiry; a " \
+        "person may still delete it); images outside ECR are not looked up"
 
     def run(self, plan: DeployPlan, ctx: CheckContext) -> Iterator[Result]:
         """Look up every distinct ECR reference once; report absent images and repositories."""

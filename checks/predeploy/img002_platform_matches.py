@@ -31,7 +31,7 @@ class PlatformMatches(Check):
         answers = ctx.ecr.lookup(plan.images())
         present = {uri: a for uri, a in answers.items()
                    if isinstance(a, ImageInfo) and a.status is ImageStatus.PRESENT}
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(ctx.config.workers, len(present)))) as pool:
             platforms = dict(zip(present, pool.map(ctx.ecr.platforms, present.values()), strict=True))
         for target in plan.targets:
             if target.architecture is None:

@@ -34,6 +34,8 @@ data "aws_iam_policy_document" "watchdog" {
     actions = [
       "ecr:BatchGetImage",
       "ecr:GetDownloadUrlForLayer",
+      "ecr:GetLifecyclePolicy",
+      "ecr:DescribeImages",
     ]
     resources = ["*"]
   }
@@ -48,6 +50,11 @@ data "aws_iam_policy_document" "watchdog" {
   statement {
     sid       = "ReadRoles"
     actions   = ["iam:GetRole", "sts:GetCallerIdentity"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "ReadReferences"
+    actions   = ["secretsmanager:DescribeSecret", "kms:DescribeKey"]
     resources = ["*"]
   }
   statement {

@@ -7,6 +7,7 @@ locals {
   allowed_services  = [for a in var.remediation_allow : trimprefix(a.resource, "ecs:") if startswith(a.resource, "ecs:") && length(setintersection(a.actions, ["ecs_rollback", "redeploy"])) > 0]
   allowed_functions = [for a in var.remediation_allow : trimprefix(a.resource, "lambda:") if startswith(a.resource, "lambda:") && length(setintersection(a.actions, ["lambda_rollback", "lambda_image_rollback"])) > 0]
   function_arns     = [for f in local.allowed_functions : "arn:${local.partition}:lambda:${local.region}:${local.account}:function:${f}"]
+  protected_repos   = [for a in var.remediation_allow : trimprefix(a.resource, "ecr:") if startswith(a.resource, "ecr:") && contains(a.actions, "protect_image")]
 }
 
 resource "aws_iam_role" "remediation" {
@@ -33,8 +34,16 @@ data "aws_iam_policy_document" "remediation" {
   }
   statement {
     sid       = "ReadImages"
-    actions   = ["ecr:BatchGetImage"]
+    actions   = ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetLifecyclePolicy"]
     resources = ["*"]
+  }
+  dynamic "statement" {
+    for_each = length(local.protected_repos) == 0 ? [] : [1]
+    content {
+      sid       = "ProtectImages"
+      actions   = ["ecr:PutImage"]
+      resources = [for r in local.protected_repos : "arn:${local.partition}:ecr:${local.region}:${local.account}:repository/${r}"]
+    }
   }
   dynamic "statement" {
     for_each = length(local.allowed_services) == 0 ? [] : [1]

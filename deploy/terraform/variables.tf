@@ -106,7 +106,7 @@ variable "remediation_mode" {
 }
 
 variable "remediation_allow" {
-  description = "The allowlist: resources (ecs:CLUSTER/SERVICE, lambda:FUNCTION; * patterns allowed) and the action kinds allowed on each."
+  description = "The allowlist: resources (ecs:CLUSTER/SERVICE, lambda:FUNCTION, ecr:REPOSITORY; * patterns allowed) and the action kinds allowed on each."
   type = list(object({
     resource = string
     actions  = list(string)

@@ -2,11 +2,13 @@
 
 Each strategy is tried in turn until one is verified; the last one always hands the incident to a human.
 Missing image from a build that was cancelled or failed: rerun that build, then redeploy. Otherwise roll back
-to the known-good revision. Causes a rollback cannot fix (a secret, a role, the network) go to a human.
+to the known-good revision. Causes a rollback cannot fix (a secret, a role, the network) go to a human. An
+image in use that a lifecycle rule will expire gets a keep tag (protect_image) where the allowlist permits it.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from dataclasses import dataclass
@@ -153,8 +155,39 @@ def _lambda_rollback(function: str, ctx: PlanContext, notes: list[str]) -> Actio
     return None
 
 
+def _protect(incident: Incident, ctx: PlanContext) -> Strategy | None:
+    """Tag each image a lifecycle rule will expire, where `protect_image` is allowed on its repository."""
+    actions: dict[str, Action] = {}
+    for s in incident.signals:
+        if not (s.evidence.get("image") and s.evidence.get("digest")):
+            continue
+        try:
+            ref = ImageRef.parse(str(s.evidence["image"]))
+        except InputError:
+            continue
+        digest = str(s.evidence["digest"])
+        if not any(fnmatch.fnmatchcase(f"ecr:{ref.repository}", a.resource) and "protect_image" in a.actions
+                   for a in ctx.config.allow):
+            continue
+        desc = str(s.evidence.get("rule_description") or "")
+        rule = f'rule {s.evidence["rule_priority"]}' + (f' ("{desc}")' if desc else "")
+        tag = ctx.config.protect_tag_prefix + digest.removeprefix("sha256:")[:12]
+        actions.setdefault(digest, make_action("protect_image", image=f"{ref.registry}/{ref.repository}@{digest}",
+                                               tag=tag, rule=rule))
+    if not actions:
+        return None
+    return Strategy("protect the image", f"lifecycle rules will expire {len(actions)} image(s) in use; tag each "
+                    f"with {ctx.config.protect_tag_prefix}<digest> so the policy spares it", tuple(actions.values()))
+
+
 def plan(incident: Incident, ctx: PlanContext) -> list[Strategy]:
     """Ordered strategies for the incident; always ends with an escalation."""
+    if incident.cause is Cause.IMAGE_EXPIRY:
+        protect = _protect(incident, ctx)
+        reason = "a lifecycle rule will expire an image in use; " + (
+            "if tagging did not keep it, change the policy or redeploy an image it keeps" if protect else
+            "protect_image is not allowed on its repository: tag it, change the policy or redeploy")
+        return [*([protect] if protect else []), escalation(incident, reason)]
     if incident.cause in _NOT_ROLLBACKABLE:
         return [escalation(incident, f"rollback cannot help: {_NOT_ROLLBACKABLE[incident.cause]}")]
     strategies = [s for s in (_rerun(incident, ctx), _rollback(incident, ctx)) if s is not None]

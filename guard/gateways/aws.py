@@ -139,7 +139,10 @@ class AwsSession:
         region = region or self.default_region
         role_account = account if account and account in self.settings.account_roles else ""
         key = (role_account, service, region)
-        with self._lock:
+        cached = self._clients.get(key)  # a dict read is atomic: threads holding a client never wait
+        if cached is not None:
+            return cached
+        with self._lock:  # one creation at a time: a boto3 session is not safe to share while creating
             cached = self._clients.get(key)
             if cached is None:
                 session = self._session_for(role_account)

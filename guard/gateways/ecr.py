@@ -17,6 +17,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ra
 
 from guard.errors import GatewayError, Unreachable
 from guard.gateways.aws import AwsSession, call, error_code
+from guard.lifecycle_policy import EcrImage, RepoKey, RepositoryLifecycle
 from guard.models import ImageRef
 
 BATCH = 100
@@ -71,6 +72,9 @@ class EcrReader(Protocol):
     def labels(self, info: ImageInfo) -> dict[str, str] | GatewayError:
         """The image's OCI config labels (an index: its own annotations, then its first platform's labels)."""
 
+    def lifecycles(self, keys: Iterable[RepoKey]) -> dict[RepoKey, RepositoryLifecycle | GatewayError]:
+        """Each repository's lifecycle policy and, when it has one, its images (cached)."""
+
 
 def _chunks(items: list[dict[str, str]], size: int) -> Iterator[list[dict[str, str]]]:
     for i in range(0, len(items), size):
@@ -91,23 +95,36 @@ class Boto3Ecr:
         self.blob_timeout = blob_timeout
         self._lock = threading.Lock()
         self._images: dict[str, Lookup] = {}
+        self._asking: dict[str, threading.Event] = {}  # URIs being looked up, set when answered
         self._platforms: dict[tuple[str, str, str, str], frozenset[str] | GatewayError] = {}
         self._configs: dict[tuple[str, str, str, str], dict[str, Any] | GatewayError] = {}
         self._config_locks: dict[tuple[str, str, str, str], threading.Lock] = {}
+        self._lifecycles: dict[RepoKey, RepositoryLifecycle | GatewayError] = {}
 
     def lookup(self, refs: Iterable[ImageRef]) -> dict[str, Lookup]:
         """Answer for every ECR reference, keyed by URI; each distinct image ID is asked for once."""
         wanted = {r.uri: r for r in refs if r.is_ecr}
-        with self._lock:
-            todo = [r for uri, r in wanted.items() if uri not in self._images]
+        done = threading.Event()
+        with self._lock:  # an image another thread is asking for already is waited for, not asked again
+            todo = [r for uri, r in wanted.items() if uri not in self._images and uri not in self._asking]
+            waits = {self._asking[uri] for uri in wanted if uri in self._asking}
+            self._asking.update(dict.fromkeys((r.uri for r in todo), done))
         groups: dict[tuple[str, str, str], list[ImageRef]] = {}
         for ref in todo:
             groups.setdefault(ref.key, []).append(ref)
-        if groups:
-            with ThreadPoolExecutor(max_workers=min(self.workers, len(groups))) as pool:
-                for answers in pool.map(self._lookup_repository, groups.values()):
-                    with self._lock:
-                        self._images.update(answers)
+        try:
+            if groups:
+                with ThreadPoolExecutor(max_workers=min(self.workers, len(groups))) as pool:
+                    for answers in pool.map(self._lookup_repository, groups.values()):
+                        with self._lock:
+                            self._images.update(answers)
+        finally:
+            with self._lock:
+                for ref in todo:
+                    del self._asking[ref.uri]
+            done.set()
+        for event in waits:
+            event.wait()
         with self._lock:
             return {uri: self._images[uri] for uri in wanted}
 
@@ -145,6 +162,59 @@ class Boto3Ecr:
                 out[ref.uri] = ImageInfo(ref, ImageStatus.PRESENT, image["imageId"].get("imageDigest"),
                                          image.get("imageManifestMediaType"), image.get("imageManifest"))
         return out
+
+    def lifecycles(self, keys: Iterable[RepoKey]) -> dict[RepoKey, RepositoryLifecycle | GatewayError]:
+        """One GetLifecyclePolicy per repository; with a policy, its DescribeImages pages and one BatchGetImage per
+        100 image indexes (to learn the images they keep alive). Repositories in parallel, each read once."""
+        wanted = list(dict.fromkeys(keys))
+        with self._lock:
+            todo = [k for k in wanted if k not in self._lifecycles]
+        if todo:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(todo))) as pool:
+                for key, answer in zip(todo, pool.map(self._read_lifecycle, todo), strict=True):
+                    with self._lock:
+                        self._lifecycles[key] = answer
+        with self._lock:
+            return {k: self._lifecycles[k] for k in wanted}
+
+    def _read_lifecycle(self, key: RepoKey) -> RepositoryLifecycle | GatewayError:
+        account, region, repository = key
+        client = self.aws.client("ecr", region, account)
+        try:
+            try:
+                text = call(client, "GetLifecyclePolicy", registryId=account,
+                            repositoryName=repository)["lifecyclePolicyText"]
+            except ClientError as exc:
+                if error_code(exc) in ("LifecyclePolicyNotFoundException", "RepositoryNotFoundException"):
+                    return RepositoryLifecycle(key, None)
+                return GatewayError("ECR", "GetLifecyclePolicy", str(exc), error_code(exc))
+            details: list[dict[str, Any]] = []
+            page: dict[str, Any] = {}
+            while True:
+                token = {"nextToken": page["nextToken"]} if page.get("nextToken") else {}
+                page = call(client, "DescribeImages", registryId=account, repositoryName=repository,
+                            maxResults=1000, **token)
+                details += page.get("imageDetails", [])
+                if not page.get("nextToken"):
+                    break
+            indexes = [{"imageDigest": str(d["imageDigest"])} for d in details
+                       if d.get("imageManifestMediaType") in INDEX_TYPES]
+            children: dict[str, str] = {}
+            for chunk in _chunks(indexes, BATCH):
+                self.aws.stats.batch("ecr:BatchGetImage", len(chunk))
+                resp = call(client, "BatchGetImage", registryId=account, repositoryName=repository,
+                            imageIds=chunk, acceptedMediaTypes=ACCEPTED_TYPES)
+                for image in resp.get("images", []):
+                    for entry in json.loads(image.get("imageManifest") or "{}").get("manifests", []):
+                        children[str(entry.get("digest"))] = str(image["imageId"]["imageDigest"])
+        except GatewayError as exc:
+            return exc
+        except (ClientError, json.JSONDecodeError) as exc:
+            code = error_code(exc) if isinstance(exc, ClientError) else "BadManifest"
+            return GatewayError("ECR", "DescribeImages", str(exc), code)
+        images = tuple(EcrImage(str(d["imageDigest"]), tuple(d.get("imageTags", ())), d["imagePushedAt"])
+                       for d in details if d["imageDigest"] not in children)
+        return RepositoryLifecycle(key, str(text), images, children)
 
     def platforms(self, info: ImageInfo) -> frozenset[str] | GatewayError:
         """Platforms from the index entries (attestations skipped) or from the config blob."""

@@ -95,6 +95,11 @@ class Boto3Ecs:
         return self._paged(region, "ListTasks", "taskArns",
                            {"cluster": cluster, "desiredStatus": "STOPPED", "maxResults": 100})
 
+    def list_running_tasks(self, cluster: str, region: str | None = None) -> list[str]:
+        """ARNs of the cluster's RUNNING tasks, 100 per page."""
+        return self._paged(region, "ListTasks", "taskArns",
+                           {"cluster": cluster, "desiredStatus": "RUNNING", "maxResults": 100})
+
     def describe_tasks(self, cluster: str, arns: list[str], region: str | None = None) -> list[dict[str, Any]]:
         """Describe tasks, 100 per call, the calls concurrent (results in request order)."""
         client = self.aws.client("ecs", region)

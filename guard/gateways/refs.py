@@ -3,18 +3,21 @@
 Values are never read: existence is checked with GetRole, DescribeSecret, DescribeParameters and
 DescribeLogGroups, which return metadata only. Independent lookups run on a bounded thread pool.
 
-Log groups are looked up one `logGroupNamePrefix` call each: DescribeLogGroups' `logGroupIdentifiers` (up to 50
-ARNs) cannot take a name prefix, needs each group's account and region, and moto 5.2 ignores it (answering with
-every group of the account), so the sandbox could not prove the batched form.
+Log groups are looked up 50 names per DescribeLogGroups call (`logGroupIdentifiers`, per region; names are
+accepted for the caller's own account); the sandbox fills the parameter, which moto 5.2 ignores. Secrets stay
+one DescribeSecret each: ListSecrets could batch 10 name filters per call, but AWS documents that it may not
+reflect the last five minutes, and a gate runs right after the apply that created the secret.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -22,6 +25,7 @@ from guard.errors import GatewayError
 from guard.gateways.aws import AwsSession, call, error_code
 
 PARAMETERS_PER_CALL = 10
+LOG_GROUPS_PER_CALL = 50
 WORKERS = 16
 
 K = TypeVar("K")
@@ -39,10 +43,49 @@ class RefStatus(StrEnum):
 RefLookup = RefStatus | GatewayError
 
 
+@dataclass(frozen=True)
+class SecretState:
+    """DescribeSecret's answer for one secret: when it is deleted for good (if scheduled) and its KMS key."""
+
+    arn: str
+    deleted_at: datetime | None = None  # DeletedDate: scheduled for deletion, unreadable until restored
+    kms_key: str | None = None  # KmsKeyId as given (key ID, key ARN or alias); None: aws/secretsmanager
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """DescribeKey's answer for one KMS key: its state and, when pending deletion, the deletion date."""
+
+    arn: str
+    state: str
+    deletion_at: datetime | None = None
+
+
+SecretLookup = SecretState | RefStatus | GatewayError
+KeyLookup = KeyState | RefStatus | GatewayError
+
+
 def arn_parts(arn: str) -> list[str]:
     """Split an ARN into its six colon-separated parts (the resource keeps its colons)."""
     parts = arn.split(":", 5)
     return parts if len(parts) == 6 and parts[0] == "arn" else []
+
+
+def injected_secrets(task_definition: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(container name, secret ARN) for every Secrets Manager secret a task definition injects or pulls with.
+
+    `secrets[].valueFrom` and `repositoryCredentials.credentialsParameter`; a JSON-key suffix is dropped;
+    SSM parameters are left out.
+    """
+    out = []
+    for c in task_definition.get("containerDefinitions", []):
+        refs = [str(s.get("valueFrom", "")) for s in c.get("secrets") or ()]
+        refs.append(str((c.get("repositoryCredentials") or {}).get("credentialsParameter", "")))
+        for ref in refs:
+            parts = arn_parts(ref)
+            if parts and parts[2] == "secretsmanager":
+                out.append((str(c.get("name", "")), ":".join(ref.split(":")[:7])))
+    return out
 
 
 def pooled(fn: Callable[[K], V], keys: Iterable[K], workers: int) -> dict[K, V]:
@@ -121,6 +164,36 @@ class Boto3Refs:
         except ClientError as exc:
             return self._missing(exc, "ResourceNotFoundException", "SecretsManager", "DescribeSecret")
 
+    def secret_states(self, arns: Iterable[str]) -> dict[str, SecretLookup]:
+        """DescribeSecret metadata (deletion date, KMS key) per secret ARN, one call per distinct secret."""
+        ids = {ref: ":".join(ref.split(":")[:7]) for ref in sorted(set(arns)) if arn_parts(ref)}
+        found = pooled(self._secret_state, sorted(set(ids.values())), self.workers)
+        return {ref: found[secret] for ref, secret in ids.items()}
+
+    def _secret_state(self, arn: str) -> SecretLookup:
+        try:
+            got = call(self.aws.client("secretsmanager", arn_parts(arn)[3] or None), "DescribeSecret", SecretId=arn)
+        except GatewayError as exc:
+            return exc
+        except ClientError as exc:
+            return self._missing(exc, "ResourceNotFoundException", "SecretsManager", "DescribeSecret")
+        return SecretState(str(got.get("ARN") or arn), got.get("DeletedDate"), got.get("KmsKeyId") or None)
+
+    def key_states(self, keys: Iterable[tuple[str | None, str]]) -> dict[tuple[str | None, str], KeyLookup]:
+        """DescribeKey per (region, key ID / ARN / alias), one call per distinct key (concurrent)."""
+        return pooled(self._key_state, sorted(set(keys), key=lambda k: (k[0] or "", k[1])), self.workers)
+
+    def _key_state(self, key: tuple[str | None, str]) -> KeyLookup:
+        region, key_id = key  # a key ARN names its own region; a key ID or alias is the secret's region's
+        try:
+            meta = call(self.aws.client("kms", (arn_parts(key_id) or [""] * 4)[3] or region), "DescribeKey",
+                        KeyId=key_id)["KeyMetadata"]
+        except GatewayError as exc:
+            return exc
+        except ClientError as exc:
+            return self._missing(exc, "NotFoundException", "KMS", "DescribeKey")
+        return KeyState(str(meta.get("Arn") or key_id), str(meta.get("KeyState", "")), meta.get("DeletionDate"))
+
     def parameters(self, refs: Iterable[str]) -> dict[str, RefLookup]:
         """Whether each SSM parameter (name or ARN) exists; DescribeParameters, 10 names per call."""
         by_region: dict[str | None, dict[str, str]] = {}
@@ -154,19 +227,32 @@ class Boto3Refs:
         return out
 
     def log_groups(self, names: Iterable[tuple[str | None, str]]) -> dict[tuple[str | None, str], RefLookup]:
-        """Whether each (region, log group) exists; one DescribeLogGroups by prefix per group (concurrent)."""
-        return pooled(self._log_group, sorted(set(names), key=lambda k: (k[0] or "", k[1])), self.workers)
+        """Whether each (region, log group) exists; DescribeLogGroups, 50 names per call (batches concurrent)."""
+        by_region: dict[str | None, list[str]] = {}
+        for region, name in sorted(set(names), key=lambda k: (k[0] or "", k[1])):
+            by_region.setdefault(region, []).append(name)
+        batches = [(region, tuple(group[i : i + LOG_GROUPS_PER_CALL]))
+                   for region, group in by_region.items() for i in range(0, len(group), LOG_GROUPS_PER_CALL)]
+        found = pooled(self._log_group_batch, batches, self.workers)
+        return {(region, name): answer for (region, _), answers in found.items() for name, answer in answers.items()}
 
-    def _log_group(self, key: tuple[str | None, str]) -> RefLookup:
-        region, name = key
+    def _log_group_batch(self, batch: tuple[str | None, tuple[str, ...]]) -> dict[str, RefLookup]:
+        region, names = batch
+        client = self.aws.client("logs", region)
+        seen: set[str] = set()
+        token: dict[str, str] = {}
         try:
-            resp = call(self.aws.client("logs", region), "DescribeLogGroups", logGroupNamePrefix=name, limit=50)
+            while True:
+                resp = call(client, "DescribeLogGroups", logGroupIdentifiers=list(names), **token)
+                seen.update(g["logGroupName"] for g in resp.get("logGroups", []))
+                if not resp.get("nextToken"):
+                    break
+                token = {"nextToken": resp["nextToken"]}
         except GatewayError as exc:
-            return exc
+            return dict.fromkeys(names, exc)
         except ClientError as exc:
-            return GatewayError("Logs", "DescribeLogGroups", str(exc), error_code(exc))
-        groups = {g["logGroupName"] for g in resp.get("logGroups", [])}
-        return RefStatus.EXISTS if name in groups else RefStatus.MISSING
+            return dict.fromkeys(names, GatewayError("Logs", "DescribeLogGroups", str(exc), error_code(exc)))
+        return {name: RefStatus.EXISTS if name in seen else RefStatus.MISSING for name in names}
 
     @staticmethod
     def _missing(exc: ClientError, not_found: str, service: str, op: str) -> RefLookup:

@@ -67,6 +67,8 @@ class Notification:
                        f"{incident.first_seen}, last seen {incident.last_seen}.")
             if incident.latent:
                 summary += " Latent: nothing fails yet; it will on the next task restart or deploy."
+        if incident.previous:
+            summary += f" Recurrence of {incident.previous}, which was resolved."
         targets = ", ".join(incident.resources) or "the affected services"
         return cls(
             kind=kind,

@@ -11,8 +11,14 @@ from guard.report.table import VERDICT
 _LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
 
 
-def _escape(text: str) -> str:
+def escape_data(text: str) -> str:
+    """A workflow command message: `%`, CR and LF escaped, as GitHub's runner unescapes them."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A workflow command property value (`title=...`): `:` and `,` escaped as well."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def _cell(text: str) -> str:
@@ -21,10 +27,10 @@ def _cell(text: str) -> str:
 
 def workflow_commands(report: GateReport) -> list[str]:
     """Workflow commands, one per finding and unverified outcome."""
-    lines = [f"::{_LEVEL[f.severity.value]} title={f.check_id} {_escape(f.target)}::{_escape(f.message)}"
-             for f in report.findings]
-    lines += [f"::error title={u.check_id} could not verify::{_escape(u.target + ': ' + u.reason)}"
-              for u in report.unverified]
+    lines = [f"::{_LEVEL[f.severity.value]} title={escape_property(f'{f.check_id} {f.target}')}::"
+             f"{escape_data(f.message)}" for f in report.findings]
+    lines += [f"::error title={escape_property(f'{u.check_id} could not verify')}::"
+              f"{escape_data(u.target + ': ' + u.reason)}" for u in report.unverified]
     return lines
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -43,20 +44,48 @@ def emit_watch(report: WatchReport, fmt: str, console: Console, *, verbose: bool
         render_watch_table(report, console, verbose=verbose, stamp=stamp)
 
 
-def emit_remediation(reports: Sequence[RemediationReport], fmt: str, dry_run: bool,
-                     echo: Callable[[str], None]) -> None:
-    """Each run's outcome and its actions, as lines or one JSON object."""
+def _wrap(console: Console, label: str, paragraphs: Sequence[tuple[str, str]], *, indent: int = 2,
+          label_width: int = 11) -> None:
+    """`label` then each (text, style) paragraph, wrapped at words to the console's width under a hanging indent
+    (the label's width, or two spaces without a label).
+
+    A word longer than the line (an ARN, an ID) is never split: it overflows instead."""
+    from rich.text import Text
+
+    hang = label_width if label else 2
+    lines = [(line, style) for text, style in paragraphs
+             for line in textwrap.wrap(text, max(console.width - indent - hang, 20), break_long_words=False,
+                                       break_on_hyphens=False) or [""]]
+    for n, (line, style) in enumerate(lines):
+        head = " " * indent + (label.ljust(hang) if label else "") if n == 0 else " " * (indent + hang)
+        console.print(Text(head) + Text(line, style=style), soft_wrap=True)
+
+
+def emit_remediation(reports: Sequence[RemediationReport], fmt: str, dry_run: bool, console: Console) -> None:
+    """Each run's outcome and its actions, wrapped at words to the console's width, or one JSON object."""
     if fmt == "json":
-        echo(json.dumps({"version": 1, "remediations": [r.to_json() for r in reports]}, indent=2))
+        print(json.dumps({"version": 1, "remediations": [r.to_json() for r in reports]}, indent=2))
         return
     for r in reports:
-        echo(f"{r.incident_id}: {r.status.value} (mode {r.mode.value}{', dry run' if dry_run else ''})")
+        _wrap(console, "", [(f"{r.incident_id} {r.status.value} (mode {r.mode.value}"
+                             f"{', dry run' if dry_run else ''})", "bold")], indent=0)
         for res in r.results:
-            echo(f"  {res.status:9} {res.action.get('description', res.action.get('kind'))}: {res.reason}")
+            what = str(res.action.get("description") or res.action.get("kind"))
+            _wrap(console, res.status, [(what, ""), *([(res.reason, "dim")] if res.reason else [])])
         if r.postmortem_key:
-            echo(f"  postmortem: {r.postmortem_key} (guard postmortem {r.incident_id})")
+            _wrap(console, "postmortem", [(r.postmortem_key, ""), (f"guard postmortem {r.incident_id}", "dim")])
     if not reports:
-        echo("no open incidents")
+        console.print("no open incidents")
+
+
+def line_printer(console: Console) -> Callable[[str], None]:
+    """Print lines through `console`, wrapped at words to its width; continuation lines keep the indent."""
+
+    def echo(line: str) -> None:
+        text = line.lstrip(" ")
+        _wrap(console, "", [(text, "")], indent=len(line) - len(text))
+
+    return echo
 
 
 def emit_verify(report: VerifyReport, fmt: str, console: Console) -> None:

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from guard.exitcodes import ExitCode
+from guard.report.github import escape_data, escape_property
 from guard.verify import Status, VerifyReport
 
 _STYLE = {Status.OK: "bold green", Status.FAILED: "bold red", Status.ROLLED_BACK: "bold red",
@@ -16,15 +17,6 @@ _STYLE = {Status.OK: "bold green", Status.FAILED: "bold red", Status.ROLLED_BACK
 VERDICT = {ExitCode.CLEAN: ("VERIFIED", "every target reached its new revision"),
            ExitCode.FINDINGS: ("FAILED", "the deploy did not land"),
            ExitCode.UNVERIFIED: ("UNVERIFIED", "the deadline passed before every target was decided")}
-
-
-def _escape(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _property(text: str) -> str:
-    """A workflow command property value: `:` and `,` escaped as well."""
-    return _escape(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def _rollback_text(rollback: object) -> str:
@@ -53,8 +45,8 @@ def render_verify_table(report: VerifyReport, console: Console) -> None:
 
 def verify_commands(report: VerifyReport) -> list[str]:
     """`::error` per target that failed, was rolled back or timed out."""
-    return [f"::error title=guard verify {_property(v.target.resource)}::{_escape(v.status.value + ': ' + v.message)}"
-            for v in report.verdicts if v.status is not Status.OK]
+    return [f"::error title=guard verify {escape_property(v.target.resource)}::"
+            f"{escape_data(v.status.value + ': ' + v.message)}" for v in report.verdicts if v.status is not Status.OK]
 
 
 def verify_summary(report: VerifyReport) -> str:

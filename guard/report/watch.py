@@ -73,8 +73,9 @@ def render_watch_table(report: WatchReport, console: Console, *, verbose: bool =
         console.print(table)
         if verbose:
             for inc in report.incidents:
+                again = f"; recurrence of {inc.previous}, which was resolved" if inc.previous else ""
                 console.print(f"[bold]{inc.id}[/] {escape(inc.title)} (first seen {inc.first_seen}, last seen "
-                              f"{inc.last_seen})")
+                              f"{inc.last_seen}{again})")
                 for sig in inc.signals:
                     console.print(f"  {escape(sig.resource)} [{sig.watcher_id}]: {escape(sig.message)}")
         else:

@@ -14,6 +14,13 @@ Fills (each follows AWS's documented request and response shapes):
   tagPatternList, duplicate priorities, two untagged rules, an `any` rule that is not last, a countUnit that
   does not fit the countType). Those answer `InvalidParameterException` (HTTP 400); moto stores the rest.
   Applying policies is `guard.sandbox.lifecycle.apply_lifecycle_policies` (moto never does).
+- CloudWatch Logs `DescribeLogGroups` with `logGroupIdentifiers` (moto 5.2 ignores the parameter and lists
+  every group): answers only the named groups (names, or ARNs of the caller's account and region), sorted by
+  name; more than 50 identifiers, or identifiers with a name prefix or pattern, answer
+  `InvalidParameterException` (HTTP 400).
+- Conditional writes are atomic: moto evaluates a DynamoDB `ConditionExpression` or an S3 `If-None-Match` /
+  `If-Match` and then writes, with no lock between, so two concurrent writers can both win. DynamoDB and S3
+  decide each conditional write atomically; the fill passes those requests to moto one at a time.
 
 moto keeps its state in process-wide globals: two sandboxes in one process share it (and `reset()`).
 """
@@ -47,6 +54,10 @@ DUMMY_KEY = "testing"
 _ECR_DOWNLOAD_TARGET = "AmazonEC2ContainerRegistry_V20150921.GetDownloadUrlForLayer"
 _ECR_PUT_IMAGE_TARGET = "AmazonEC2ContainerRegistry_V20150921.PutImage"
 _ECR_PUT_LIFECYCLE_TARGET = "AmazonEC2ContainerRegistry_V20150921.PutLifecyclePolicy"
+_LOGS_DESCRIBE_GROUPS_TARGET = "Logs_20140328.DescribeLogGroups"
+_DDB_WRITE_TARGETS = frozenset(f"DynamoDB_20120810.{op}" for op in
+                               ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"))
+_LOG_GROUP_IDENTIFIERS_MAX = 50
 _INVOKE_PATH = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
 _BLOB_PREFIX = "/_sandbox/blobs/"
 _URL_TTL_S = 3600
@@ -121,6 +132,7 @@ class _FillsApp:
         self._blobs = blobs
         self._invocations = invocations
         self._url_key = secrets.token_bytes(32)
+        self._writes = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO", ""))
@@ -133,6 +145,12 @@ class _FillsApp:
             return self._put_image(environ, start_response)
         if target == _ECR_PUT_LIFECYCLE_TARGET:
             return self._put_lifecycle_policy(environ, start_response)
+        if target == _LOGS_DESCRIBE_GROUPS_TARGET:
+            return self._describe_log_groups(environ, start_response)
+        if target in _DDB_WRITE_TARGETS or (environ.get("REQUEST_METHOD") == "PUT" and (
+                "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MATCH" in environ)):
+            with self._writes:  # moto checks then writes: one conditional write at a time, as AWS decides them
+                return list(self._moto(environ, start_response))
         invoke = _INVOKE_PATH.fullmatch(path)
         if invoke and environ.get("REQUEST_METHOD") == "POST" and environ.get("HTTP_X_AMZ_INVOCATION_TYPE") == "Event":
             return self._invoke_async(environ, start_response, invoke.group(1))
@@ -175,6 +193,38 @@ class _FillsApp:
                 "message": f"Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: '{err}'",
             })
         return self._moto(environ, start_response)
+
+    def _describe_log_groups(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Answer `logGroupIdentifiers` requests with the named groups only; pass every other request to moto."""
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            request = json.loads(body or b"{}")
+            identifiers = request.get("logGroupIdentifiers")
+        except (ValueError, AttributeError):
+            return self._moto(environ, start_response)
+        if identifiers is None:
+            return self._moto(environ, start_response)
+        if not isinstance(identifiers, list) or not 1 <= len(identifiers) <= _LOG_GROUP_IDENTIFIERS_MAX:
+            return _json(start_response, "400 Bad Request", {
+                "__type": "InvalidParameterException",
+                "message": "1 validation error detected: Value at 'logGroupIdentifiers' failed to satisfy "
+                           f"constraint: Member must have length between 1 and {_LOG_GROUP_IDENTIFIERS_MAX}"})
+        if request.get("logGroupNamePrefix") or request.get("logGroupNamePattern"):
+            return _json(start_response, "400 Bad Request", {
+                "__type": "InvalidParameterException",
+                "message": "logGroupIdentifiers cannot be combined with logGroupNamePrefix or logGroupNamePattern"})
+        from moto.backends import get_backend
+
+        account, region = _caller(environ)
+        arn_prefix = f"arn:aws:logs:{region}:{account}:log-group:"
+        names = {str(i).removeprefix(arn_prefix) for i in identifiers}
+        groups = get_backend("logs")[account][region].groups
+        found = [groups[n].to_describe_dict() for n in sorted(names) if n in groups]
+        data = json.dumps({"logGroups": found}).encode()
+        start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data))),
+                                  ("x-amzn-RequestId", str(uuid.uuid4()))])
+        return [data]
 
     def _put_image(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Let moto put the image, then restore (untagged) any image it deleted to move the tag."""

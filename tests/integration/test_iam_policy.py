@@ -53,7 +53,7 @@ SCOPE = PolicyScope(
     account=DEFAULT_ACCOUNT, region=DEFAULT_REGION,
     ecs_services=(("prod", "api"), ("prod", "worker")), lambda_functions=("checkout",),
     ecr_repositories=("shop/api",), state_bucket="guard-state", state_prefix="/prod/", state_table="guard",
-    kill_switch_parameter="/guard/kill-switch", sns_topics=("guard-alerts",),
+    kill_switch_parameter="/guard/kill-switch", sns_topics=("guard-alerts",), protected_repositories=("shop/api",),
 )
 SERVICE_ARN = f"arn:aws:ecs:{DEFAULT_REGION}:{DEFAULT_ACCOUNT}:service/prod/api"
 
@@ -89,20 +89,22 @@ def test_same_scope_renders_identical_json() -> None:
 
 
 def test_each_role_grants_exactly_its_documented_actions() -> None:
-    check = {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecs:DescribeServices",
+    lifecycle = {"ecr:GetLifecyclePolicy", "ecr:DescribeImages"}  # IMG004, IMG101
+    check = lifecycle | {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecs:DescribeServices",
              "ecs:DescribeTaskDefinition", "lambda:GetFunction", "iam:GetRole", "secretsmanager:DescribeSecret",
              "ssm:DescribeParameters", "logs:DescribeLogGroups", "sts:GetCallerIdentity"}
     state = {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",
              "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"}
-    watch = {"ecs:ListClusters", "ecs:ListServices", "ecs:DescribeServices", "ecs:ListTasks", "ecs:DescribeTasks",
-             "ecs:DescribeTaskDefinition", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+    watch = lifecycle | {"ecs:ListClusters", "ecs:ListServices", "ecs:DescribeServices", "ecs:ListTasks",
+             "ecs:DescribeTasks", "ecs:DescribeTaskDefinition", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
              "lambda:ListFunctions", "lambda:GetFunction", "cloudwatch:PutMetricData", "sns:Publish",
-             "iam:GetRole", "sts:GetCallerIdentity"} | state
+             "iam:GetRole", "sts:GetCallerIdentity", "secretsmanager:DescribeSecret", "kms:DescribeKey"} | state
     remediate = {"ecs:UpdateService", "ecs:DescribeServices", "ecs:DescribeTaskDefinition",
                  "lambda:UpdateAlias", "lambda:GetAlias", "lambda:ListVersionsByFunction",
                  "lambda:UpdateFunctionCode", "lambda:GetFunction", "lambda:GetFunctionConfiguration",
                  "lambda:ListAliases",
-                 "ssm:GetParameter", "ecr:BatchGetImage", "sns:Publish"} | state
+                 "ssm:GetParameter", "ecr:BatchGetImage", "sns:Publish",
+                 "ecr:PutImage", "ecr:DescribeImages", "ecr:GetLifecyclePolicy"} | state  # protect_image
     assert actions_for({"check"}) == check
     assert actions_for({"watch"}) == watch
     assert actions_for({"remediate"}) == remediate
@@ -167,7 +169,7 @@ def test_remediate_writes_only_the_listed_resources() -> None:
 def test_unnamed_resources_are_left_out_not_widened() -> None:
     policy = generate_policy(_scope({"watch", "remediate"}))
     assert {s["Sid"] for s in policy["Statement"]} == {"Heartbeat", "Identity", "ReadEcs", "ReadImages", "ReadLambda",
-                                                        "ReadRoles"}
+                                                        "ReadReferences", "ReadRoles"}
     assert "ecs:UpdateService" not in _actions(policy)
     assert _statement(policy, "Heartbeat")["Condition"] == {
         "StringEquals": {"cloudwatch:namespace": "DeployGuard"}}

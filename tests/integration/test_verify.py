@@ -82,8 +82,9 @@ def test_a_deadline_exits_3_and_says_what_it_saw(world: World) -> None:
     [v] = report.verdicts
     assert (v.status, report.exit_code) == (Status.TIMED_OUT, ExitCode.UNVERIFIED)
     assert "deadline of 600s passed" in v.message and "IN_PROGRESS: 2/2 running, 0 failed" in v.message
-    assert sum(waits) == 600
-    assert progress[0].startswith("ecs:prod/api: waiting (0s of 600s): deployment ") and len(progress) == 40
+    assert waits[:7] == [1, 1, 1, 1, 1, 1.25, 1.5625] and max(waits) == 15  # about 1 s, backing off to 15 s
+    assert round(sum(waits), 3) == 600 and len(waits) == 53  # the last poll at the deadline
+    assert progress[0].startswith("waiting for ecs:prod/api (0s of 600s): deployment ") and len(progress) == 53
 
 
 def test_rollback_on_failure_goes_through_the_gate_to_the_recorded_revision(world: World) -> None:

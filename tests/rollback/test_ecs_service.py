@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from guard.actions import make_action
 from guard.config import Allow, Mode
 from guard.journal import EntryKind, Journal
 from guard.models import Cause
@@ -70,3 +71,12 @@ def test_per_incident_cap_then_hourly_rate(world: World) -> None:
     report = world.remediate(other, max_actions_per_hour=1)
     assert report.status == "escalated" and report.results[0].reason.startswith("rate_limit")
     assert world.calls("ecs:UpdateService") == 1
+
+
+def test_precondition_describes_the_service_once(world: World) -> None:
+    good = world.service()["taskDefinition"]
+    ctx = world.runtime().action_context()
+    before = ctx.aws.stats.calls["ecs:DescribeServices"]
+    outcome = make_action("ecs_rollback", cluster="prod", service="api", task_definition=good).precondition(ctx)
+    assert outcome.ok and outcome.done_already  # steady on it: judged from the one DescribeServices answer
+    assert ctx.aws.stats.calls["ecs:DescribeServices"] - before == 1

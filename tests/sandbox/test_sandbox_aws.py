@@ -307,6 +307,25 @@ def test_task_definition_and_service_builders(aws: Scenario) -> None:
     assert _error(exc)[0] == "NoSuchEntity"
 
 
+def test_log_group_identifiers_answer_only_the_named_groups(aws: Scenario) -> None:
+    for name in ("/ecs/a", "/ecs/b", "/ecs/c"):
+        aws.log_group(name)
+    logs = _client("logs")
+    arn = f"arn:aws:logs:{aws.sandbox.region}:123456789012:log-group:/ecs/c"
+
+    got = logs.describe_log_groups(logGroupIdentifiers=["/ecs/b", arn, "/ecs/gone", "/ecs/a"])["logGroups"]
+
+    assert [g["logGroupName"] for g in got] == ["/ecs/a", "/ecs/b", "/ecs/c"]
+    assert [g["logGroupName"] for g in logs.describe_log_groups(logGroupIdentifiers=["/ecs/b"])["logGroups"]] \
+        == ["/ecs/b"]
+    with pytest.raises(ClientError) as exc:
+        logs.describe_log_groups(logGroupIdentifiers=[f"/ecs/{i}" for i in range(51)])
+    assert _error(exc) == ("InvalidParameterException", 400)
+    with pytest.raises(ClientError) as exc:
+        logs.describe_log_groups(logGroupIdentifiers=["/ecs/a"], logGroupNamePrefix="/ecs")
+    assert _error(exc) == ("InvalidParameterException", 400)
+
+
 def test_lambda_builder(aws: Scenario) -> None:
     uri = aws.repository("fn")
     aws.push_image("fn", "v1", arch="arm64")

@@ -97,7 +97,11 @@ def test_lifecycle_policy_expires_the_image_under_a_steady_service(aws: Scenario
         "rulePriority": 1, "description": "keep the last 2 images",
         "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 2},
         "action": {"type": "expire"}}]})
-    assert apply_lifecycle_policies(aws.sandbox) == [] and sweep().incidents == ()
+    assert apply_lifecycle_policies(aws.sandbox) == []
+    [forecast] = sweep().incidents  # IMG101 names the rule before it acts: two more pushes
+    assert forecast.cause is Cause.IMAGE_EXPIRY and forecast.cause_key == f"{repo}@{running}" and forecast.latent
+    assert {(s.watcher_id, s.evidence["rule_description"], s.evidence["pushes_left"]) for s in forecast.signals} \
+        == {("IMG101", "keep the last 2 images", 2)}
     newer = {aws.push_image("shop/api", tag) for tag in ("v2", "v3")}
     assert apply_lifecycle_policies(aws.sandbox) == [("shop/api", running)]
     details = aws.client("ecr").describe_images(repositoryName="shop/api")["imageDetails"]
@@ -109,6 +113,7 @@ def test_lifecycle_policy_expires_the_image_under_a_steady_service(aws: Scenario
     assert inc.latent and inc.cause is Cause.MISSING_IMAGE and inc.cause_key == f"{repo}:v1"
     assert inc.resources == ("ecs:prod/api",) and {s.watcher_id for s in inc.signals} == {"ECS105"}
     assert [i.id for i in latent.triage.opened] == [inc.id] and latent.exit_code == 1
+    assert [i.id for i in latent.triage.resolved] == [forecast.id]  # the forecast came true
     assert _failed_starts(aws) == [] and aws.client("ecs").describe_services(
         cluster="prod", services=["api"])["services"][0]["runningCount"] == 2
 

@@ -1,135 +1,74 @@
-"""Real terraform + the real hashicorp/aws provider against the sandbox, offline: for any test that needs plans.
+"""Real terraform in the tests: `guard.sandbox.terraform` does the work; this plugin says which tests need it.
 
-The provider comes from a filesystem mirror: $TF_PROVIDER_MIRROR, else the first usual place holding
-`registry.terraform.io/hashicorp/aws`, named in a CLI config (`provider_installation { filesystem_mirror }`)
-that TF_CLI_CONFIG_FILE points at. Without terraform or the mirror, `skip_reason()` says which is missing and
-the tests skip with it. A `Workspace` is one directory, initialised once (the provider's start-up is most of
-the cost); write `.tf` files into it, then `plan` / `apply` / `show_json` as often as needed.
+A test needs terraform when it carries the `terraform` marker or its module uses the terraform helpers (this
+module or `tests.support.tf_module`). Without terraform or the provider mirror such tests skip, naming what is
+missing, and the run ends with "terraform: N tests ran, M skipped (reason)". The line is counted from the test
+reports where they arrive (pytest-xdist's controller included), so it is right with `-n auto`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+import inspect
 
-from guard.sandbox.aws import AwsSandbox
+import pytest
 
-MIRROR_ENV = "TF_PROVIDER_MIRROR"
-MIRROR_CANDIDATES = ("/opt/tf-plugins", "/usr/share/terraform/plugins", "/usr/local/share/terraform/plugins",
-                     "~/.terraform.d/plugins", "~/.local/share/terraform/plugins")
-ENDPOINTS = ("ecr", "ecs", "iam", "lambda", "logs", "secretsmanager", "ssm", "sts")
-_PROVIDER = """terraform {{
-  required_providers {{
-    aws = {{
-      source  = "hashicorp/aws"
-    }}
-  }}
-}}
+from guard.sandbox.terraform import Workspace, unavailable_reason, workspace
 
-provider "aws" {{
-  region                      = "{region}"
-  access_key                  = "{key}"
-  secret_key                  = "{secret}"
-  skip_credentials_validation = true
-  skip_requesting_account_id  = true
-  skip_metadata_api_check     = true
-  skip_region_validation      = true
-  endpoints {{
-{endpoints}
-  }}
-}}
-"""
+__all__ = ["Workspace", "skip_reason", "workspace"]
 
-
-def find_mirror() -> Path | None:
-    """The provider mirror: $TF_PROVIDER_MIRROR, else the first usual place that holds hashicorp/aws."""
-    named = os.environ.get(MIRROR_ENV)
-    for candidate in [named] if named else MIRROR_CANDIDATES:
-        path = Path(candidate).expanduser()
-        if (path / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
-            return path
-    return None
+MARKER = "terraform"
+_HELPERS = ("tests.support.terraform", "tests.support.tf_module")
 
 
 def skip_reason() -> str | None:
-    """Why real terraform cannot run here (no binary, no provider mirror), or None."""
-    if shutil.which("terraform") is None:
-        return "terraform is not on PATH"
-    if find_mirror() is None:
-        return (f"no hashicorp/aws provider mirror (set {MIRROR_ENV} to a directory holding "
-                "registry.terraform.io/hashicorp/aws)")
-    return None
+    """Why tests that need real terraform skip here, or None."""
+    return unavailable_reason()
 
 
-def cli_config(path: Path, mirror: Path) -> Path:
-    """Write a terraform CLI config at `path` that installs providers only from `mirror`."""
-    path.write_text(f'provider_installation {{\n  filesystem_mirror {{\n    path    = "{mirror}"\n'
-                    '    include = ["registry.terraform.io/*/*"]\n  }\n}\n')
-    return path
+def uses_terraform(module: object) -> bool:
+    """Whether a test module uses the terraform helpers (imports one of them, or a name from one)."""
+    return any(getattr(inspect.getmodule(value), "__name__", None) in _HELPERS for value in vars(module).values()
+               if inspect.ismodule(value) or callable(value))
 
 
-@dataclass
-class Workspace:
-    """One terraform working directory wired to the sandbox; `environ` carries TF_CLI_CONFIG_FILE."""
+class TerraformTally:
+    """A plugin object counting the terraform tests' reports: which ran (their call phase), which skipped, why."""
 
-    path: Path
-    environ: dict[str, str]
+    def __init__(self) -> None:
+        self.ran: set[str] = set()
+        self.skipped: dict[str, str] = {}  # nodeid -> reason
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """terraform ARGS here; a failure raises with terraform's own output."""
-        proc = subprocess.run(["terraform", *args], cwd=self.path, env=self.environ, capture_output=True,
-                              text=True, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"terraform {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Count one report of a terraform test."""
+        if MARKER not in report.keywords:
+            return
+        if report.when == "call":
+            self.ran.add(report.nodeid)
+        elif report.skipped and isinstance(report.longrepr, tuple):
+            self.skipped[report.nodeid] = str(report.longrepr[2]).removeprefix("Skipped: ")
 
-    def write(self, name: str, text: str) -> None:
-        """Write one configuration file (relative to the workspace; folders are created)."""
-        target = self.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-
-    def init(self) -> None:
-        """`terraform init` from the mirror (run again after adding a module)."""
-        self.run("init", "-input=false")
-
-    def plan(self, out: str = "plan.bin", **variables: Any) -> Path:
-        """Plan with `variables` into a binary plan file; return its path."""
-        (self.path / "terraform.tfvars.json").write_text(json.dumps(variables))
-        self.run("plan", "-input=false", "-lock=false", f"-out={out}")
-        return self.path / out
-
-    def apply(self, **variables: Any) -> None:
-        """Apply with `variables` (state kept in the workspace)."""
-        (self.path / "terraform.tfvars.json").write_text(json.dumps(variables))
-        self.run("apply", "-input=false", "-lock=false", "-auto-approve")
-
-    def show_json(self, plan: Path) -> str:
-        """`terraform show -json PLAN`: what a pipeline saves as plan.json."""
-        return self.run("show", "-json", str(plan)).stdout
-
-    def reset_state(self) -> None:
-        """Forget every applied resource (the sandbox was reset under it)."""
-        for state in self.path.glob("terraform.tfstate*"):
-            state.unlink()
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """One line: how many terraform tests ran and how many skipped, and why (none when none were run)."""
+        if not self.ran and not self.skipped:
+            return
+        reasons = sorted(set(self.skipped.values()))
+        why = f" ({'; '.join(reasons)})" if reasons else ""
+        terminalreporter.write_line(f"terraform: {len(self.ran)} tests ran, {len(self.skipped)} skipped{why}")
 
 
-def workspace(path: Path, sandbox: AwsSandbox) -> Workspace:
-    """A workspace in `path`: CLI config naming the mirror, and a provider block aimed at the sandbox."""
-    mirror = find_mirror()
-    if mirror is None:
-        raise RuntimeError(skip_reason() or "no provider mirror")
-    path.mkdir(parents=True, exist_ok=True)
-    config = cli_config(path / "cli.tfrc", mirror)
-    env = sandbox.environ()
-    endpoints = "\n".join(f'    {name} = "{sandbox.endpoint_url}"' for name in ENDPOINTS)
-    (path / "provider.tf").write_text(_PROVIDER.format(region=sandbox.region, key=env["AWS_ACCESS_KEY_ID"],
-                                                      secret=env["AWS_SECRET_ACCESS_KEY"], endpoints=endpoints))
-    environ = {**os.environ, **env, "TF_CLI_CONFIG_FILE": str(config), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
-               "CHECKPOINT_DISABLE": "1"}
-    return Workspace(path, environ)
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker, and the tally where the reports arrive (not on pytest-xdist's workers)."""
+    config.addinivalue_line("markers", f"{MARKER}: needs real terraform and the hashicorp/aws provider mirror")
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(TerraformTally(), "terraform-tally")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of modules that use the helpers; skip every marked test where terraform cannot run."""
+    reason = skip_reason()
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and uses_terraform(module):
+            item.add_marker(MARKER)
+        if reason is not None and item.get_closest_marker(MARKER) is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -1,7 +1,7 @@
 """The watchdog's Terraform module applied by the real terraform binary and AWS provider to the sandbox.
 
-Terraform runs offline, the provider from the mirror `tests.support.terraform` finds (its `skip_reason` says
-why the tests skip where terraform or the mirror is absent). One root module calling deploy/terraform per
+Terraform runs offline, the provider from the mirror `guard.sandbox.terraform` finds (`tests.support.terraform`
+skips these tests, saying why, where terraform or the mirror is absent). One root module calling deploy/terraform per
 session, initialised once; each `apply` starts from empty state (the sandbox was reset), so tests never see
 each other's resources.
 """
@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from guard.sandbox.aws import AwsSandbox
-from tests.support.terraform import cli_config, find_mirror
+from guard.sandbox.terraform import cli_config, find_mirror
 
 ROOT = Path(__file__).parents[2]
 MODULE = ROOT / "deploy" / "terraform"

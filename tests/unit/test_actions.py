@@ -41,10 +41,11 @@ def test_every_action_names_the_iam_actions_it_calls() -> None:
 def test_stop_rules_keep_their_journal_values() -> None:
     assert {rule.value for rule in DecisionRule} == {"escalate", "kill_switch", "dry_run", "mode", "allowlist",
                                                      "outside_incident", "unrecorded_target", "build_target",
-                                                     "no_target_rule", "human_choice", "incident_cap", "rate_limit",
-                                                     "allowed"}
+                                                     "image_target", "no_target_rule", "human_choice", "incident_cap",
+                                                     "rate_limit", "allowed"}
     assert {rule.value for rule in STOP_RULES} == {"kill_switch", "allowlist", "outside_incident", "unrecorded_target",
-                                                   "build_target", "no_target_rule", "incident_cap", "rate_limit"}
+                                                   "build_target", "image_target", "no_target_rule", "incident_cap",
+                                                   "rate_limit"}
 
 
 INCIDENT = Incident("INC-0123456789ab", Severity.ERROR, Cause.ROLLOUT_FAILED, "api:2", "rollout failed",

@@ -103,7 +103,8 @@ REMEDIATE = table(
     kill_switch_object=WORDS, model=WORDS, build_repository=WORDS, build_workflow=WORDS, lambda_alias=WORDS)
 WATCH = table(clusters=STRS, services=STRS, functions=STRS, state=WORDS, lookback_minutes=POSITIVE,
               stall_after_minutes=POSITIVE, below_desired_grace_minutes=POSITIVE, crash_threshold=POSITIVE,
-              interval_seconds=POSITIVE)
+              interval_seconds=POSITIVE, lifecycle_warn_days=POSITIVE, lifecycle_warn_pushes=POSITIVE,
+              lifecycle_error_days=POSITIVE, lifecycle_error_pushes=POSITIVE)
 GUARD = table(
     fail_on=WORDS, severity=st.dictionaries(WORDS | st.text(max_size=8), mostly(WORDS), max_size=3),
     disabled=STRS, build_workflows=STRS, accounts=st.dictionaries(WORDS | st.text(max_size=12), WORDS, max_size=2),

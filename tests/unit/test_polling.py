@@ -17,10 +17,13 @@ from guard.watch import WatchScope, watch_loop
 
 def test_polls_start_after_a_second_and_back_off_to_the_configured_maximum() -> None:
     waits: list[float] = []
-    probes = iter([False] * 7 + [True])
+    probes = iter([False] * 40 + [True])
     ctx = ActionContext(AwsSession(), wait=waits.append, poll_s=15, timeout_s=900)
     outcome = ctx.until("steady", lambda: Outcome(next(probes), "rolling"))
-    assert outcome.ok and waits == [1, 2, 4, 8, 15, 15, 15]
+    assert outcome.ok and waits[:7] == [1, 1, 1, 1, 1, 1.25, 1.5625]  # a short rollout is seen within a second
+    assert waits[-3:] == [15, 15, 15] and len(waits) == 40
+    for i, wait in enumerate(waits):  # never more than a quarter of the time waited so far (after the first 4 s)
+        assert wait == min(max(1, sum(waits[:i]) / 4), 15)
 
 
 def test_each_wait_says_what_is_awaited_how_long_so_far_and_the_deadline() -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from guard.journal import Entry, EntryKind
-from guard.models import Cause, Incident, Severity, Signal
+from guard.models import Cause, Incident, IncidentStatus, Severity, Signal
 from guard.postmortem import NO_MODEL, TODO, render_postmortem
 from guard.redact import REDACTED, redact, scrub
 from guard.triage import coalesce
@@ -297,3 +298,14 @@ def test_redact_by_key_name_and_by_value() -> None:
     assert scrub("sha256:" + "a" * 64) == "sha256:" + "a" * 64
     assert scrub("commit 3f2c1a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a") == \
         "commit 3f2c1a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a"
+
+
+def test_a_resolved_recurrence_says_when_it_was_resolved_and_what_it_recurs_after() -> None:
+    done = replace(INCIDENT, status=IncidentStatus.RESOLVED, last_seen="2024-05-01T12:30:00+00:00",
+                    previous="INC-0123456789ab")
+    rows = dict(_table_rows(render_postmortem(done, _remediation(), generated_at=GENERATED), "## Summary"))
+    assert rows["Status"] == "resolved at 2024-05-01T12:30:00+00:00"
+    assert rows["Previous incident"].startswith("INC-0123456789ab (resolved")
+    told = dict(_table_rows(render_postmortem(INCIDENT, _remediation(), generated_at=GENERATED, status="x"),
+                            "## Summary"))
+    assert told["Status"] == "x" and "Previous incident" not in told

@@ -296,3 +296,8 @@ def test_the_value_of_a_credential_label_never_survives(key: str, body: str, for
 def test_scrubbing_is_idempotent(text: str) -> None:
     once = scrub(text)
     assert scrub(once) == once
+
+
+def test_a_jwt_whose_first_segment_looks_like_a_secret_key_is_redacted_whole() -> None:
+    token = "eyJ" + "0" * 37 + ".eyJ" + "0" * 37 + "." + "0" * 37
+    assert scrub(f" {token} ") == f" {REDACTED} "

@@ -179,3 +179,32 @@ def test_nothing_is_resolved_when_resolving_is_not_allowed() -> None:
     gone = _one(signal("ecs:prod/api"))
     result = reconcile({gone.id: gone}, [], LATER, in_scope=everywhere, allow_resolve=False)
     assert result.resolved == () and result.state == {gone.id: gone}
+
+
+# -- recurrence ---------------------------------------------------------------------------------------
+
+
+def test_a_cause_seen_again_after_resolution_opens_a_new_incident_linking_the_old() -> None:
+    first = _one(signal("ecs:prod/api"))
+    again = reconcile({}, [_one(signal("ecs:prod/api"), now=LATER)], LATER, in_scope=everywhere, allow_resolve=True,
+                      last_resolved={(Cause.MISSING_IMAGE, IMAGE): first.id})
+    [opened] = again.opened
+    assert opened.id != first.id and opened.previous == first.id
+    assert opened.id == incident_id(Cause.MISSING_IMAGE, IMAGE, first.id)
+    later = LATER + timedelta(minutes=5)
+    kept = reconcile(again.state, [_one(signal("ecs:prod/api"), now=later)], later, in_scope=everywhere,
+                     allow_resolve=True, last_resolved={(Cause.MISSING_IMAGE, IMAGE): first.id})
+    assert [(i.id, i.previous) for i in kept.unchanged] == [(opened.id, first.id)] and kept.opened == ()
+
+
+def test_an_open_incident_keeps_its_id_whatever_was_resolved_before() -> None:
+    before = _one(signal("ecs:prod/api"))
+    result = reconcile({before.id: before}, [_one(signal("ecs:prod/web"), now=LATER)], LATER, in_scope=everywhere,
+                       allow_resolve=True, last_resolved={(Cause.MISSING_IMAGE, IMAGE): "INC-000000000000"})
+    assert [i.id for i in result.updated] == [before.id] and result.opened == ()
+
+
+def test_previous_survives_the_stored_shape() -> None:
+    inc = replace(_one(signal("ecs:prod/api")), previous="INC-0123456789ab")
+    assert incident_from_json(inc.to_json()) == inc
+    assert "previous" not in _one(signal("ecs:prod/api")).to_json()  # only on a recurrence

@@ -167,7 +167,7 @@ def check(opts: GlobalOptions, plans: tuple[Path, ...], task_defs: tuple[Path, .
     with _exit_on_bad_input("could not read the deploy's inputs"):
         runtime = _runtime(opts)
         report = gate.run(inputs, runtime.check_context(Commit.from_env(repository, sha)), options)
-    emit_check(report, fmt, _console())
+    emit_check(report, fmt, _console)  # rich is imported only for a table
     sys.exit(int(report.exit_code))
 
 

@@ -1,4 +1,8 @@
-"""boto3 plumbing: one counted, retrying client per (account, service, region), errors mapped once."""
+"""AWS plumbing: one counted, retrying client per (account, service, region), errors mapped once.
+
+Clients come from botocore sessions directly: boto3 adds nothing a client uses and costs a cold process the
+import of s3transfer and its resource layer.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import (
@@ -23,6 +26,7 @@ from botocore.exceptions import (
     ProfileNotFound,
     ReadTimeoutError,
 )
+from botocore.session import Session
 
 from guard.errors import AccessDenied, GatewayError, NoCredentials, Throttled, Unreachable
 from guard.gateways.stats import ApiStats
@@ -114,12 +118,13 @@ class AwsSession:
         self.settings = settings or AwsSettings()
         self.stats = stats or ApiStats()
         self._lock = threading.Lock()
+        self._base = Session(profile=self.settings.profile)
         try:
-            self._base = boto3.session.Session(profile_name=self.settings.profile)
+            self._base.get_scoped_config()  # an unknown profile fails here, not on the first call
         except ProfileNotFound:
             raise InputError(f"AWS profile {self.settings.profile!r} is not in the shared config or "
                              "credentials file") from None
-        self._sessions: dict[str, boto3.session.Session] = {}
+        self._sessions: dict[str, Session] = {}
         self._clients: dict[tuple[str, str, str], Any] = {}
         self._config = Config(
             retries={"mode": "standard", "total_max_attempts": self.settings.max_attempts},
@@ -131,7 +136,7 @@ class AwsSession:
     @property
     def default_region(self) -> str:
         """Region from settings, AWS_REGION or the profile; `us-east-1` as the last resort."""
-        return (self.settings.region or os.environ.get("AWS_REGION") or self._base.region_name
+        return (self.settings.region or os.environ.get("AWS_REGION") or self._base.get_config_variable("region")
                 or "us-east-1")
 
     def client(self, service: str, region: str | None = None, account: str | None = None) -> Any:
@@ -142,29 +147,27 @@ class AwsSession:
         cached = self._clients.get(key)  # a dict read is atomic: threads holding a client never wait
         if cached is not None:
             return cached
-        with self._lock:  # one creation at a time: a boto3 session is not safe to share while creating
+        with self._lock:  # one creation at a time: a botocore session is not safe to share while creating
             cached = self._clients.get(key)
             if cached is None:
                 session = self._session_for(role_account)
-                cached = session.client(service, region_name=region, config=self._config)
+                cached = session.create_client(service, region_name=region, config=self._config)
                 self._count(cached, attempts=True)
                 self._clients[key] = cached
             return cached
 
-    def _session_for(self, account: str) -> boto3.session.Session:
+    def _session_for(self, account: str) -> Session:
         role = self.settings.account_roles[account] if account else self.settings.role_arn
         if not role:
             return self._base
         session = self._sessions.get(role)
         if session is None:
-            sts = self._base.client("sts", region_name=self.default_region, config=self._config)
+            sts = self._base.create_client("sts", region_name=self.default_region, config=self._config)
             self._count(sts)
             creds = call(sts, "AssumeRole", RoleArn=role, RoleSessionName="deploy-guard")["Credentials"]
-            session = boto3.session.Session(
-                aws_access_key_id=creds["AccessKeyId"],
-                aws_secret_access_key=creds["SecretAccessKey"],
-                aws_session_token=creds["SessionToken"],
-            )
+            session = Session()
+            session.register_component("data_loader", self._base.get_component("data_loader"))  # models parsed once
+            session.set_credentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
             self._sessions[role] = session
         return session
 

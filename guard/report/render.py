@@ -8,17 +8,17 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from guard.gate import GateReport
     from guard.remediate import RemediationReport
     from guard.verify import VerifyReport
     from guard.watch import WatchReport
 
 
-def emit_check(report: GateReport, fmt: str, console: Console) -> None:
-    """The gate's report as a table or JSON, plus GitHub workflow commands and the job summary."""
+def emit_check(report: GateReport, fmt: str, console: Callable[[], Console]) -> None:
+    """The gate's report as a table (on the console `console` makes) or JSON, plus workflow commands and summary."""
     from guard.report.github import publish
 
     for line in publish(report):  # the runner reads workflow commands on both streams
@@ -30,7 +30,7 @@ def emit_check(report: GateReport, fmt: str, console: Console) -> None:
     else:
         from guard.report.table import render_table
 
-        render_table(report, console)
+        render_table(report, console())
 
 
 def emit_watch(report: WatchReport, fmt: str, console: Console, *, verbose: bool = False,

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from guard.exitcodes import ExitCode
-from guard.gate import GateReport
-from guard.models import Unverified
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from guard.gate import GateReport
+    from guard.models import Unverified
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 VERDICT = {
@@ -23,6 +24,9 @@ VERDICT = {
 
 def render_unverified(unverified: Sequence[Unverified], console: Console) -> None:
     """The "Could not verify" table (nothing when everything was verified)."""
+    from rich.markup import escape
+    from rich.table import Table
+
     if unverified:
         table = Table(title="Could not verify", title_style="bold magenta")
         for col in ("source", "target", "reason"):
@@ -34,6 +38,9 @@ def render_unverified(unverified: Sequence[Unverified], console: Console) -> Non
 
 def render_table(report: GateReport, console: Console) -> None:
     """Print findings, unverified outcomes and the verdict."""
+    from rich.markup import escape
+    from rich.table import Table
+
     if report.findings:
         table = Table(title="Findings", show_lines=False, expand=False)
         for col in ("severity", "check", "target", "message"):

@@ -9,18 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from guard.cli import main
-from tests.support.remedyrun import World, deploy
+from tests.support.remedyrun import World, cli_world, deploy
 
 
 @pytest.fixture
 def cli(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
-    monkeypatch.chdir(world.root)
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    (world.root / "guard.toml").write_text(
-        f'[watch]\nstate = "{world.root / "state"}"\n[notify]\nheartbeat = false\n'
-        '[remediate]\nmode = "observe"\npoll_seconds = 1\nwait_timeout_seconds = 10\n'
-        '[[remediate.allow]]\nresource = "ecs:prod/*"\nactions = ["ecs_rollback", "redeploy"]\n')
-    return world
+    return cli_world(world, monkeypatch, "observe")
 
 
 def test_remediate_defaults_to_observe_and_postmortem_renders(cli: World) -> None:

@@ -9,18 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from guard.cli import main
-from tests.support.remedyrun import World, deploy
+from tests.support.remedyrun import World, cli_world, deploy
 
 
 @pytest.fixture
 def cli(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
-    monkeypatch.chdir(world.root)
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    (world.root / "guard.toml").write_text(
-        f'[watch]\nstate = "{world.root / "state"}"\n[notify]\nheartbeat = false\n'
-        '[remediate]\nmode = "act"\npoll_seconds = 1\nwait_timeout_seconds = 10\n'
-        '[[remediate.allow]]\nresource = "ecs:prod/*"\nactions = ["ecs_rollback", "redeploy"]\n')
-    return world
+    return cli_world(world, monkeypatch, "act")
 
 
 def _run(args: list[str], width: int, monkeypatch: pytest.MonkeyPatch) -> list[str]:

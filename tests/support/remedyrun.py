@@ -133,3 +133,14 @@ def deploy(world: World, tag: str, services: tuple[str, ...] = ("api",)) -> str:
         world.aws.client("ecs").update_service(cluster="prod", service=name, taskDefinition=arn)
     world.sim.tick()
     return arn
+
+
+def cli_world(world: World, monkeypatch: pytest.MonkeyPatch, mode: str) -> World:
+    """The world as `guard` run in its root sees it: a guard.toml in `mode`, no model key."""
+    monkeypatch.chdir(world.root)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    (world.root / "guard.toml").write_text(
+        f'[watch]\nstate = "{world.root / "state"}"\n[notify]\nheartbeat = false\n'
+        f'[remediate]\nmode = "{mode}"\npoll_seconds = 1\nwait_timeout_seconds = 10\n'
+        '[[remediate.allow]]\nresource = "ecs:prod/*"\nactions = ["ecs_rollback", "redeploy"]\n')
+    return world

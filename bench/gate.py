@@ -112,6 +112,8 @@ def _measure(sandbox: AwsSandbox, td: dict[str, Any], ms: int, tmp: Path) -> dic
         "api_calls": calls["by_api"], "api_calls_total": calls["total"], "api_calls_minimum": minimum,
         "api_calls_over_minimum": round(calls["total"] / minimum, 3),
         "wall_s_cold_process": spread(walls),
+        "cpu_s_guard_process": spread([r["cpu_s"] for r in runs]),
+        "cpu_s_sandbox": spread([r["sandbox_cpu_s"] for r in runs]),
         "peak_rss_mib_guard_process": spread([r["peak_rss_mib"] for r in runs], 1),
         "naive_api_calls": round(naive_runs[0][1] * scale),
         "naive_wall_s": spread(naive_walls),

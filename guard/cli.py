@@ -370,3 +370,23 @@ def verify(opts: GlobalOptions, services: tuple[str, ...], functions: tuple[str,
         report = run_verify(runtime, targets, options, rollback=roll_back)
     emit_verify(report, fmt, _console())
     sys.exit(int(report.exit_code))
+
+
+# A run allocates a few hundred thousand long-lived objects (botocore's service models, clients) in a burst.
+_GC_YOUNG_THRESHOLD = 20_000
+
+
+def run() -> None:
+    """The `guard` executable: `main`, with garbage collection set for a short, allocation-heavy process.
+
+    Collections run less often while clients load (the default triggers a young collection every 700
+    allocations), and everything alive at exit is frozen, so the interpreter does not sweep the whole heap
+    once more on its way out. Cycles are still collected: a long `guard watch` loop keeps a bounded heap.
+    """
+    import gc
+
+    gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    try:
+        main()
+    finally:
+        gc.freeze()

@@ -55,6 +55,10 @@ class WatchConfig:
     lifecycle_warn_pushes: int = 5
     lifecycle_error_days: int = 2
     lifecycle_error_pushes: int = 1
+    # How long IMG004 (the gate) and IMG101 (a sweep) wait for ECR's lifecycle policy preview, asked only when the
+    # evaluator says an image in question expires now or cannot read the policy; past it, the evaluator answers.
+    lifecycle_preview_gate_seconds: int = 20
+    lifecycle_preview_watch_seconds: int = 10
 
 
 class RouteType(StrEnum):
@@ -193,7 +197,7 @@ def _watch(value: Any, source: str) -> WatchConfig:
     table = _table(value, f"{source}: watch")
     ints = ("lookback_minutes", "stall_after_minutes", "below_desired_grace_minutes", "crash_threshold",
             "interval_seconds", "lifecycle_warn_days", "lifecycle_warn_pushes", "lifecycle_error_days",
-            "lifecycle_error_pushes")
+            "lifecycle_error_pushes", "lifecycle_preview_gate_seconds", "lifecycle_preview_watch_seconds")
     unknown = sorted(set(table) - {"clusters", "services", "functions", "state", *ints})
     if unknown:
         raise InputError(f"{source}: unknown watch setting(s) {', '.join(unknown)}")

@@ -51,6 +51,7 @@ class CheckContext:
     commit: Commit = field(default_factory=lambda: Commit(None, None))
     parity: tuple[tuple[Target, Target], ...] = ()
     github_factory: Callable[[ApiStats], GitHubReader] = _github_from_env
+    wait: Callable[[float], None] | None = None  # between lifecycle preview polls (default: time.sleep)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -61,7 +62,7 @@ class CheckContext:
     _github: GitHubReader | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.ecr: EcrReader = Boto3Ecr(self.aws, self.config.workers)
+        self.ecr: EcrReader = Boto3Ecr(self.aws, self.config.workers, sleep=self.wait)
         self.refs = Boto3Refs(self.aws, self.config.workers)
 
     @property

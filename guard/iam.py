@@ -20,7 +20,8 @@ from guard.metrics import HEARTBEAT_NAMESPACE
 ROLES = frozenset({"check", "watch", "remediate"})
 
 _READ_IMAGES = frozenset({"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                          "ecr:GetLifecyclePolicy", "ecr:DescribeImages"})  # the last two: IMG004, IMG101
+                          "ecr:GetLifecyclePolicy", "ecr:DescribeImages",  # these two and the previews: IMG004, IMG101
+                          "ecr:StartLifecyclePolicyPreview", "ecr:GetLifecyclePolicyPreview"})
 _STATE_OBJECTS = frozenset({"s3:GetObject", "s3:PutObject", "s3:DeleteObject"})
 _STATE_LIST = frozenset({"s3:ListBucket"})
 _STATE_TABLE = frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"})

@@ -12,8 +12,10 @@ Pure functions over values (no AWS calls), following ECR's documented evaluation
 Push-time ties are broken by the order of the `images` argument (later = newer), as DescribeImages lists
 images in push order. Images an image index references are left out of `images` by the caller and share
 their index's fate (`RepositoryLifecycle.forecast`). Not modelled: `sinceImagePulled`, archive transitions
-(a policy using them is refused with InputError, so callers report "could not verify"), and the up-to-24-hour
-delay before ECR acts.
+(a policy using them is refused with InputError), and the up-to-24-hour delay before ECR acts.
+
+ECR's own lifecycle policy preview (`PolicyPreview`, read by the ECR gateway) settles what the next run does where
+the evaluator says "expires now" or cannot read the policy (`preview_targets`, `judge`): AWS's answer wins.
 """
 
 from __future__ import annotations
@@ -122,8 +124,9 @@ class Forecast:
 
     `pushes_left`: how many more pushes must happen before `rule` expires it (0: none, None: pushes do not
     matter); `expires_at`: the earliest run that can expire it once those pushes happened (None: the push
-    itself does it); `expired_now`: the next run of the policy expires it; `source`: `evaluator` (this module)
-    or `preview` (ECR's lifecycle policy preview).
+    itself does it); `expired_now`: the next run of the policy expires (or archives) it; `source`: `evaluator`
+    (this module) or `preview` (ECR's lifecycle policy preview). A preview answer for a policy this module cannot
+    read knows only the next run (`later_unknown`); one that keeps the image names no rule.
     """
 
     digest: str
@@ -132,17 +135,28 @@ class Forecast:
     pushes_left: int | None
     expires_at: datetime | None
     source: str = "evaluator"
+    action: str = "expire"  # or "archive" (a transition rule: an archived image cannot be pulled)
+    later_unknown: bool = False  # only the next run is known (ECR's preview), nothing after it
+    note: str = ""  # why `source` is what it is: the preview's reason for not answering, or a disagreement
 
     def evidence(self) -> dict[str, str | int | bool | None]:
         """The evidence fields a forecast adds to a finding or a signal (the rule, the date or push count)."""
-        return {"digest": self.digest, "rule_priority": self.rule.priority, "rule_description": self.rule.description,
-                "rule": self.rule.summary, "expired_now": self.expired_now, "pushes_left": self.pushes_left,
-                "expires_at": self.expires_at.isoformat() if self.expires_at else None, "source": self.source}
+        ruled = self.expired_now or not self.later_unknown
+        found: dict[str, str | int | bool | None] = {
+            "digest": self.digest, "rule_priority": self.rule.priority if ruled else None,
+            "rule_description": self.rule.description if ruled else None, "rule": self.rule.summary if ruled else None,
+            "expired_now": self.expired_now, "pushes_left": self.pushes_left,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None, "source": self.source}
+        if self.action != "expire":
+            found["action"] = self.action
+        if self.note:
+            found["preview"] = self.note
+        return found
 
     def within(self, now: datetime, days: timedelta, pushes: int) -> bool:
         """Imminent: expired now, or due within `pushes` more pushes and (for an age rule) within `days`."""
-        if self.expired_now:
-            return True
+        if self.expired_now or self.later_unknown:
+            return self.expired_now
         if self.pushes_left is not None and self.pushes_left > pushes:
             return False
         return self.expires_at is None or self.expires_at <= now + days
@@ -150,7 +164,10 @@ class Forecast:
     def describe(self) -> str:
         """`expires on the next lifecycle run`, `expires after 3 more pushes`, `expires on 2026-12-01 ...`."""
         if self.expired_now:
-            return "expires on the policy's next run"
+            return f"{'is archived (then cannot be pulled)' if self.action == 'archive' else 'expires'} on the " \
+                "policy's next run" + (" (ECR's lifecycle policy preview)" if self.source == "preview" else "")
+        if self.later_unknown:
+            return "is kept by the policy's next run (ECR's lifecycle policy preview); later runs are not forecast"
         parts = []
         if self.pushes_left:
             parts.append(f"after {self.pushes_left} more push{'es' if self.pushes_left != 1 else ''}")
@@ -167,17 +184,23 @@ class LifecycleHorizon:
     warn_pushes: int = 5
     error: timedelta = timedelta(days=2)
     error_pushes: int = 1
+    preview_gate_s: float = 20.0  # the longest wait for ECR's lifecycle policy preview in the gate
+    preview_watch_s: float = 10.0  # and in a sweep
 
     @classmethod
     def from_config(cls, watch: WatchConfig) -> LifecycleHorizon:
         """The `[watch]` table's lifecycle_* settings."""
         return cls(timedelta(days=watch.lifecycle_warn_days), watch.lifecycle_warn_pushes,
-                   timedelta(days=watch.lifecycle_error_days), watch.lifecycle_error_pushes)
+                   timedelta(days=watch.lifecycle_error_days), watch.lifecycle_error_pushes,
+                   watch.lifecycle_preview_gate_seconds, watch.lifecycle_preview_watch_seconds)
 
     def severity(self, f: Forecast, now: datetime) -> Severity | None:
-        """ERROR when imminent, WARNING within the look-ahead, None (not reported) beyond it."""
+        """ERROR when imminent, WARNING within the look-ahead, None (not reported) beyond it; INFO for a next run
+        ECR's preview says keeps the image when the evaluator could not forecast beyond it."""
         if f.within(now, self.error, self.error_pushes):
             return Severity.ERROR
+        if f.later_unknown:
+            return Severity.INFO
         return Severity.WARNING if f.within(now, self.warn, self.warn_pushes) else None
 
 
@@ -341,3 +364,86 @@ def forecast(rules: Sequence[Rule], images: Sequence[EcrImage], digests: Collect
 def _urgency(f: Forecast) -> tuple[bool, int, float]:
     """Sort key: expired now first, then fewer pushes, then the earlier date."""
     return (not f.expired_now, f.pushes_left or 0, f.expires_at.timestamp() if f.expires_at else float("inf"))
+
+
+@dataclass(frozen=True)
+class PolicyPreview:
+    """ECR's lifecycle policy preview for some image digests: the action and rule its next run applies to each.
+
+    `unavailable` says why there is no answer (not supported, denied, timed out, another policy's preview).
+    """
+
+    actions: Mapping[str, tuple[str, int]] = field(default_factory=dict)  # digest -> (EXPIRE|TRANSITION, priority)
+    unavailable: str = ""
+
+
+def preview_targets(repo: RepositoryLifecycle, digests: Collection[str], now: datetime,
+                    limit: int = DEFAULT_PUSH_LIMIT) -> frozenset[str]:
+    """The digests (an index's child: its index) ECR's preview should settle: every one the repository holds
+    when the evaluator cannot read the policy, else those it expires now. Empty without a policy."""
+    if repo.policy is None:
+        return frozenset()
+    known = {i.digest for i in repo.images}
+    try:
+        found = repo.forecast(digests, now, limit)
+    except InputError:
+        return frozenset(repo.children.get(d, d) for d in digests if repo.children.get(d, d) in known)
+    return frozenset(repo.children.get(d, d) for d, f in found.items() if f.expired_now)
+
+
+def _loose_rule(text: str, priority: int) -> Rule:
+    """Rule `priority` of a policy the evaluator refuses, read as far as messages need it."""
+    try:
+        raw: Any = next((r for r in json.loads(text).get("rules", []) if r.get("rulePriority") == priority), {})
+        selection = raw.get("selection") or {}
+        return Rule(priority, str(raw.get("description", "")), str(selection.get("tagStatus", "?")),
+                    tuple(selection.get("tagPrefixList", ())), tuple(selection.get("tagPatternList", ())),
+                    str(selection.get("countType", "?")), int(selection.get("countNumber", 0)))
+    except (ValueError, AttributeError, TypeError):
+        return Rule(priority, "", "?", (), (), "?", 0)
+
+
+def judge(repo: RepositoryLifecycle, digests: Collection[str], now: datetime, limit: int = DEFAULT_PUSH_LIMIT,
+          preview: PolicyPreview | None = None) -> dict[str, Forecast]:
+    """The evaluator's forecasts, with ECR's preview (when given) settling the next run: AWS's answer wins.
+
+    For a policy the evaluator refuses, the preview alone answers for the next run (later runs unknown); without
+    a usable preview that stays an InputError naming why.
+    """
+    if repo.policy is None:
+        return {}
+    try:
+        found = repo.forecast(digests, now, limit)
+    except InputError as exc:
+        if preview is None or preview.unavailable:
+            why = f"; ECR's lifecycle policy preview: {preview.unavailable}" if preview else ""
+            raise InputError(f"{exc}{why}") from None
+        return {d: _previewed(repo, d, preview, "the evaluator does not model this policy") for d in digests
+                if repo.children.get(d, d) in {i.digest for i in repo.images}}
+    if preview is None:
+        return found
+    out: dict[str, Forecast] = {}
+    for digest, f in found.items():
+        if not f.expired_now:
+            out[digest] = f
+        elif preview.unavailable:
+            out[digest] = replace(f, note=preview.unavailable)
+        else:
+            said = f"the evaluator expected {f.rule.label} to expire it on the next run"
+            answer = _previewed(repo, digest, preview, said)
+            agrees = answer.expired_now and answer.rule.priority == f.rule.priority and answer.action == "expire"
+            out[digest] = replace(f, source="preview") if agrees else answer
+    return out
+
+
+def _previewed(repo: RepositoryLifecycle, digest: str, preview: PolicyPreview, why: str) -> Forecast:
+    """What ECR's preview says the next run does to `digest`; `why` is noted where the evaluator did not agree."""
+    hit = preview.actions.get(repo.children.get(digest, digest))
+    if hit is None:
+        return Forecast(digest, _loose_rule("", 0), False, None, None, "preview",
+                        later_unknown=True, note=f"{why}; ECR's preview: the next run keeps it (AWS's answer wins)")
+    action, priority = hit
+    rule = _loose_rule(repo.policy or "", priority)
+    return Forecast(digest, rule, True, 0, None, "preview", "archive" if action == "TRANSITION" else "expire",
+                    later_unknown=True, note=f"{why}; ECR's preview: {rule.label} {action.lower()}s it on the next "
+                    "run (AWS's answer wins)")

@@ -120,7 +120,7 @@ class Runtime:
         """Read-only ports for the pre-deploy checks."""
         from guard.context import CheckContext
 
-        return CheckContext(self.aws, self.config, commit, github_factory=self.github_factory)
+        return CheckContext(self.aws, self.config, commit, github_factory=self.github_factory, wait=self.wait)
 
     # -- the watchdog ------------------------------------------------------------------------------
     @property
@@ -150,7 +150,7 @@ class Runtime:
 
         return Watchdog(self.aws, self.store, settings=self.watch_settings, routes=self.routes,
                         heartbeat=self.config.notify.heartbeat if heartbeat is None else heartbeat,
-                        clock=self.clock, home=self.home, shard=shard, workers=self.config.workers)
+                        clock=self.clock, home=self.home, shard=shard, workers=self.config.workers, wait=self.wait)
 
     # -- remediation -------------------------------------------------------------------------------
     @cached_property

@@ -16,7 +16,7 @@ _TITLES = {
     Cause.REGISTRY_AUTH: "cannot authenticate to the registry",
     Cause.NETWORK: "tasks cannot reach the network they need",
     Cause.SECRET: "secret or parameter cannot be fetched",
-    Cause.EXECUTION_ROLE: "execution role missing or not permitted",
+    Cause.EXECUTION_ROLE: "execution or task role missing or not permitted",
     Cause.CRASH: "essential container keeps exiting",
     Cause.ROLLOUT_FAILED: "deployment failed",
     Cause.STALLED: "deployment stalled",

@@ -2,9 +2,10 @@
 
 A service passes only when the deployment being verified completes (every task running on its revision).
 It fails with the cause its stopped tasks give (pull, secrets, role, crash loop) when its rollout fails or
-cannot start tasks, and a deployment the circuit breaker rolled back fails even though the service is
-steady again on the old revision. A function passes when its code update succeeded and it is Active.
-Nothing is written unless `rollback` is asked for, and then only through the policy gate.
+cannot start tasks, or with the cause ECS's service events give when it launches no task at all (a role it
+cannot assume, no capacity to place the task), and a deployment the circuit breaker rolled back fails even
+though the service is steady again on the old revision. A function passes when its code update succeeded and
+it is Active. Nothing is written unless `rollback` is asked for, and then only through the policy gate.
 """
 
 from __future__ import annotations
@@ -13,14 +14,21 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from guard.exitcodes import ExitCode
 from guard.models import Cause, Incident, InputError, Severity
 from guard.progress import waiting
-from guard.reasons import Diagnosis, diagnose_lambda, diagnose_task, event_messages
+from guard.reasons import (
+    LAUNCH_FAILURE_GRACE_S,
+    Diagnosis,
+    diagnose_lambda,
+    diagnose_task,
+    event_messages,
+    launch_failures,
+)
 
 if TYPE_CHECKING:
     from guard.actions import Action, ActionContext
@@ -79,7 +87,8 @@ class Verdict:
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    """The deadline, the polling interval, and how many failed starts or crashes fail a rollout."""
+    """The deadline, the polling interval, and how many failed starts or crashes (or polls in a row that see ECS
+    launch no task of the deployment, with a service event saying why) fail a rollout."""
 
     timeout_s: float = 900.0
     poll_s: float = 15.0
@@ -149,12 +158,13 @@ def _rolled_back(svc: Mapping[str, Any], since: Any) -> str:
 class _Watch:
     """Polls the targets until each is decided or the deadline passes."""
 
-    def __init__(self, aws: AwsSession, options: VerifyOptions) -> None:
+    def __init__(self, aws: AwsSession, options: VerifyOptions, clock: Callable[[], datetime]) -> None:
         from guard.gateways.ecs import Boto3Ecs
         from guard.gateways.lambda_ import Boto3Lambda
 
-        self.ecs, self.lam, self.options = Boto3Ecs(aws), Boto3Lambda(aws), options
+        self.ecs, self.lam, self.options, self.clock = Boto3Ecs(aws), Boto3Lambda(aws), options, clock
         self.deployments: dict[str, Mapping[str, Any]] = {}  # resource -> the deployment being verified
+        self.launch_polls: dict[str, int] = {}  # resource -> polls in a row that saw ECS launch no task
 
     def poll(self, targets: Sequence[Target]) -> list[Verdict]:
         """One look at every target (services batched per cluster)."""
@@ -232,7 +242,30 @@ class _Watch:
                 return Verdict(t, Status.FAILED, f"{what}: {progress}", revision,
                                (diagnosis.cause if diagnosis else Cause.STALLED).value,
                                self._evidence(dep, diagnosis))
+        found = self._not_launched(t, svc, chosen, revision) if running == 0 else None
+        if found is not None:
+            launch, first = found
+            progress += f"; ECS launched no task: {launch.explanation} ({launch.key})"
+            if self.launch_polls[t.resource] >= self.options.failure_threshold \
+                    and (self.clock() - first).total_seconds() >= LAUNCH_FAILURE_GRACE_S:
+                return Verdict(t, Status.FAILED, f"tasks cannot be launched: {progress}", revision,
+                               launch.cause.value, self._evidence(dep, launch))
         return Verdict(t, Status.PENDING, progress, revision)
+
+    def _not_launched(self, t: Target, svc: Mapping[str, Any], chosen: Mapping[str, Any],
+                      revision: str) -> tuple[Diagnosis, datetime] | None:
+        """The launch failure the service's events report since the deployment started (ECS launched no task, so
+        no stopped task says why) and when ECS first reported one, counting the polls that saw one in a row."""
+        events, since, cluster = svc.get("events") or [], chosen.get("createdAt"), str(svc.get("clusterArn", ""))
+        since = since if isinstance(since, datetime) else datetime.min.replace(tzinfo=UTC)
+        found = launch_failures(events, since, None, cluster)
+        if found:  # read the revision (which roles it names) only when ECS reported a launch failure
+            found = launch_failures(events, since, self.ecs.task_definition(revision), cluster)
+        if not found:
+            self.launch_polls.pop(t.resource, None)
+            return None
+        self.launch_polls[t.resource] = self.launch_polls.get(t.resource, 0) + 1
+        return found[0][1], min(at for at, _ in found)
 
     def _diagnose(self, t: Target, svc: Mapping[str, Any], deployment: str, revision: str) -> Diagnosis | None:
         """The cause the deployment's stopped tasks give, most common first."""
@@ -285,7 +318,7 @@ def verify(targets: Sequence[Target], aws: AwsSession, options: VerifyOptions, *
     """
     from guard.actions import next_poll
 
-    started, watch = clock(), _Watch(aws, options)
+    started, watch = clock(), _Watch(aws, options, clock)
     decided: dict[str, Verdict] = {}
     last: dict[str, Verdict] = {}
     what = targets[0].resource if len(targets) == 1 else f"{len(targets)} targets"

@@ -8,7 +8,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from guard.gateways.ecr import Boto3Ecr, ImageInfo, ImageStatus
 from guard.gateways.ecs import Boto3Ecs
 from guard.gateways.lambda_ import Boto3Lambda
 from guard.gateways.refs import Boto3Refs, KeyLookup, SecretLookup, SecretState, arn_parts, injected_secrets
-from guard.lifecycle_policy import RepoKey, RepositoryLifecycle
+from guard.lifecycle_policy import RepoKey, RepositoryLifecycle, preview_targets
 from guard.metrics import send_heartbeat
 from guard.models import Cause, Finding, ImageRef, Incident, InputError, Signal, Unverified
 from guard.notify.messages import Notification, NotificationKind
@@ -91,7 +91,8 @@ class Watchdog:
 
     def __init__(self, aws: AwsSession, store: StateStore, *, settings: WatchSettings | None = None,
                  routes: Sequence[Route] = (), heartbeat: bool = True, clock: Clock | None = None,
-                 workers: int = 8, home: AwsSession | None = None, shard: str | None = None) -> None:
+                 workers: int = 8, home: AwsSession | None = None, shard: str | None = None,
+                 wait: Callable[[float], None] | None = None) -> None:
         self.aws = aws
         self.home = home or aws  # metrics go home, never into a swept shard's account
         self.shard = shard
@@ -101,6 +102,7 @@ class Watchdog:
         self.settings = settings or WatchSettings()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.workers = workers
+        self.wait = wait  # between lifecycle preview polls (default: time.sleep)
         self.ecs = Boto3Ecs(aws, workers)
         self.lambdas = Boto3Lambda(aws)
         self.refs = Boto3Refs(aws, workers)
@@ -164,21 +166,39 @@ class Watchdog:
                 self._add_ref(refs, str(c.get("image", "")))
         for fn in functions:
             self._add_ref(refs, fn.image_uri)
-        ecr = Boto3Ecr(self.aws, self.workers)
+        ecr = Boto3Ecr(self.aws, self.workers, sleep=self.wait)
         images = ecr.lookup(refs.values()) if refs else {}
         lifecycles, running = self._lifecycles(ecr, services, task_defs, images, scope, errors)
-        role_arns = {str(td.get("executionRoleArn")) for svc in services if svc.primary
+        role_arns = {str(td[name]) for svc in services if svc.primary  # one GetRole per distinct role
                      for td in [task_defs.get(str(svc.primary.get("taskDefinition"))) or {}]
-                     if td.get("executionRoleArn")}
+                     for name in ("executionRoleArn", "taskRoleArn") if td.get(name)}
         try:
             roles = self.refs.roles(role_arns) if role_arns else {}
         except GatewayError as exc:
             errors.append(("iam:*", exc))
             roles = {}
         secrets, keys = self._deletions(services, task_defs)
-        return Snapshot(self.clock(), tuple(services), task_defs, stopped, images, tuple(functions),
+        snap = Snapshot(self.clock(), tuple(services), task_defs, stopped, images, tuple(functions),
                         self.settings, tuple(errors), roles, secrets=secrets, keys=keys, lifecycles=lifecycles,
                         running_tasks=running)
+        return self._previews(ecr, snap)
+
+    def _previews(self, ecr: Boto3Ecr, snap: Snapshot) -> Snapshot:
+        """ECR's lifecycle policy preview for the repositories where the evaluator says a digest in use expires now
+        or cannot read the policy (none otherwise: the usual sweep asks nothing more), repositories concurrently."""
+        horizon = self.settings.lifecycle
+        wanted: dict[RepoKey, set[str]] = {}
+        for use in snap.image_uses():
+            repo = snap.lifecycles.get(use.ref.key)
+            if isinstance(repo, RepositoryLifecycle):
+                found = preview_targets(repo, use.digests, snap.now, horizon.warn_pushes)
+                if found:
+                    wanted.setdefault(use.ref.key, set()).update(found)
+        if not wanted:
+            return snap
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(wanted))) as pool:
+            answers = pool.map(lambda k: ecr.preview(snap.lifecycles[k], wanted[k], horizon.preview_watch_s), wanted)
+            return replace(snap, previews=dict(zip(wanted, answers, strict=True)))
 
     def _lifecycles(self, ecr: Boto3Ecr, services: Sequence[ServiceView], task_defs: Mapping[str, Any],
                     images: Mapping[str, Any], scope: WatchScope, errors: list[tuple[str, GatewayError]]

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from guard.errors import GatewayError
-from guard.lifecycle_policy import LifecycleHorizon
-from guard.models import Cause, Severity, Signal, Unverified
-from guard.reasons import Diagnosis, diagnose_task
+from guard.gateways.ecr import ImageInfo, ImageStatus
+from guard.lifecycle_policy import LifecycleHorizon, PolicyPreview, RepositoryLifecycle
+from guard.models import Cause, ImageRef, InputError, Severity, Signal, Unverified
+from guard.reasons import Diagnosis, diagnose_task, launch_failures
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,17 @@ class FunctionView:
 
 
 @dataclass(frozen=True)
+class ImageUse:
+    """An ECR image a resource runs now: its reference and its digests (resolved now, pinned by tasks, or code)."""
+
+    resource: str
+    what: str
+    ref: ImageRef
+    digests: frozenset[str]
+    consequence: str
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything one sweep read, so watchers never call AWS themselves."""
 
@@ -97,6 +109,42 @@ class Snapshot:
     # tasks (their containers' pinned imageDigest), read only for services whose repositories have a policy
     lifecycles: Mapping[tuple[str, str, str], Any] = field(default_factory=dict)
     running_tasks: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+    # (account, region, repository) -> ECR's lifecycle policy preview, asked only where the evaluator says an image
+    # in use expires now or cannot read the policy
+    previews: Mapping[tuple[str, str, str], PolicyPreview] = field(default_factory=dict)
+
+    def image_uses(self) -> list[ImageUse]:
+        """The ECR images in use: each container of a service's PRIMARY task definition (the digest its reference
+        resolves to now and those its running tasks were pinned to) and each image Lambda function's current code."""
+        uses: list[ImageUse] = []
+        for svc in self.services:
+            dep = svc.primary
+            td = self.task_definitions.get(str(dep.get("taskDefinition"))) if dep else None
+            for c in (td or {}).get("containerDefinitions", []):
+                name = str(c.get("name"))
+                pinned = {str(k.get("imageDigest")) for t in self.running_tasks.get(svc.resource, ())
+                          for k in t.get("containers", []) if k.get("name") == name and k.get("imageDigest")}
+                uses += self._use(svc.resource, f"container {name}", str(c.get("image", "")), pinned,
+                                  "the next task start fails with CannotPullContainerError")
+        for fn in self.functions:
+            if fn.config.get("State") == "Failed":
+                continue
+            code = str(fn.config.get("CodeSha256", ""))
+            uses += self._use(fn.resource, f"function {fn.name}", fn.image_uri, {f"sha256:{code}"} if code else set(),
+                              "Lambda then fails the function")
+        return uses
+
+    def _use(self, resource: str, what: str, uri: str, pinned: set[str], consequence: str) -> list[ImageUse]:
+        try:
+            ref = ImageRef.parse(uri)
+        except InputError:
+            return []
+        repo, info = self.lifecycles.get(ref.key), self.images.get(ref.uri)
+        known = {i.digest for i in repo.images} | set(repo.children) if isinstance(repo, RepositoryLifecycle) else set()
+        digests = {d for d in pinned if d in known}
+        if isinstance(info, ImageInfo) and info.status is ImageStatus.PRESENT and info.digest:
+            digests.add(info.digest)
+        return [ImageUse(resource, what, ref, frozenset(digests), consequence)]
 
     def recent_stopped(self, service: ServiceView) -> list[Mapping[str, Any]]:
         """The service's tasks stopped within the lookback window, newest first.
@@ -113,15 +161,24 @@ class Snapshot:
                  and (not current or t.get("startedBy") == current)]
         return sorted(tasks, key=lambda t: as_datetime(t.get("stoppedAt") or t.get("createdAt")), reverse=True)
 
+    def launch_failures(self, service: ServiceView, task_definition: str) -> list[tuple[datetime, Diagnosis]]:
+        """Why ECS launched no task of `task_definition`, from the service's events (DescribeServices carries them)
+        since its deployment started and the service last reached a steady state: (when, diagnosis), newest first."""
+        dep = next((d for d in service.deployments if d.get("taskDefinition") == task_definition), None)
+        return launch_failures(service.raw.get("events", []), as_datetime((dep or {}).get("createdAt")),
+                               self.task_definitions.get(task_definition), str(service.raw.get("clusterArn", "")))
+
     def attribute(self, service: ServiceView, task_definition: str) -> Diagnosis | None:
-        """The cause recent failed starts of `task_definition` show, so a rollout symptom joins its cause."""
+        """The cause recent failed starts of `task_definition` show (stopped tasks, then launch failures in the
+        service's events), so a rollout symptom joins its cause."""
         for task in self.recent_stopped(service):
             if task.get("taskDefinitionArn") != task_definition:
                 continue
             found = diagnose_task(task, self.task_definitions.get(task_definition))
             if found is not None:
                 return found
-        return None
+        launches = self.launch_failures(service, task_definition)
+        return launches[0][1] if launches else None
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

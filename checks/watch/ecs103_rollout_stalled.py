@@ -12,7 +12,8 @@ class RolloutStalled(Watcher):
     """Proves the PRIMARY deployment has been IN_PROGRESS longer than `stall_after`, or that the service
     has run below its desired count for longer than `below_desired_grace` since its last change.
 
-    When recent failed starts show why, the signal carries that cause, so it joins the same incident.
+    When recent failed starts show why (stopped tasks, or service events saying ECS could not launch a task at
+    all), the signal carries that cause, so it joins the same incident.
     Cannot tell a slow rollout (large service, long health-check grace) from a stuck one; tune the
     thresholds per environment.
     """

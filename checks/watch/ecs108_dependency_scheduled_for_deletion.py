@@ -29,7 +29,7 @@ class DependencyScheduledForDeletion(Watcher):
     ResourceInitializationError while running tasks keep the values they read. The deletion date is when
     RestoreSecret / CancelKeyDeletion stop being able to undo it, so it is in the message and evidence, but the
     severity is error from the start. Cannot check SSM parameters (they have no scheduled deletion), secrets or
-    keys in another account, key policies or grants, nor the task role (ECS106 checks the execution role).
+    keys in another account, key policies or grants; the execution and task roles are ECS106's.
     """
 
     id = "ECS108"
@@ -37,8 +37,8 @@ class DependencyScheduledForDeletion(Watcher):
     severity = Severity.ERROR
     proves = ("no Secrets Manager secret the service's active task definition injects is scheduled for deletion "
               "or gone, and no customer-managed KMS key of those secrets is pending deletion, disabled or gone")
-    cannot_prove = ("SSM parameters; secrets or keys in another account; key policies and grants; the task role "
-                    "(ECS106 checks the execution role)")
+    cannot_prove = ("SSM parameters; secrets or keys in another account; key policies and grants (ECS106 checks "
+                    "the execution and task roles)")
 
     def run(self, snap: Snapshot) -> Iterator[Signal | Unverified]:
         """One signal per service and secret (or KMS key) that new tasks can no longer read."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from guard.errors import GatewayError
-from guard.gateways.ecr import ImageInfo, ImageStatus
-from guard.lifecycle_policy import RepositoryLifecycle
-from guard.models import Cause, ImageRef, InputError, Severity, Signal, Unverified
-from guard.watcher import Snapshot, Watcher
+from guard.lifecycle_policy import RepositoryLifecycle, judge
+from guard.models import Cause, InputError, Severity, Signal, Unverified
+from guard.watcher import ImageUse, Snapshot, Watcher
 
 
 class ImageExpiryForecast(Watcher):
@@ -21,64 +20,50 @@ class ImageExpiryForecast(Watcher):
     pushes (count and untagged rules; pushes assumed to look like the repository's newest image). A warning
     within `[watch]` lifecycle_warn_days / lifecycle_warn_pushes, an error when expired now or within
     lifecycle_error_days / lifecycle_error_pushes. Latent: nothing fails until the image is gone and a task
-    restarts (ECS105 / LMB102 then report the gone image). Cannot foresee a person deleting the image or a
-    policy changed later, and ECR acts up to 24 hours after an image qualifies.
+    restarts (ECS105 / LMB102 then report the gone image). Where the evaluator says a digest in use expires now,
+    or cannot read the policy (`sinceImagePulled`, archive transitions), the sweep asks ECR's lifecycle policy
+    preview for those digests (bounded by `[watch]` lifecycle_preview_watch_seconds) and AWS's answer wins
+    (`source: preview`); without an answer the evaluator's stands (`source: evaluator`, `preview: <why not>`),
+    and an unreadable policy stays unverified. Cannot foresee a person deleting the image or a policy changed
+    later; for a policy the evaluator cannot read, nothing beyond the next run; ECR acts up to 24 hours after an
+    image qualifies.
     """
 
     id = "IMG101"
     title = "Lifecycle policy will expire an image in use"
     severity = Severity.WARNING
     proves = "no lifecycle rule expires, now or within the look-ahead, a digest a service's PRIMARY task " \
-        "definition, its running tasks or an image Lambda function uses"
+        "definition, its running tasks or an image Lambda function uses; an expiry now is confirmed by ECR's " \
+        "lifecycle policy preview where it answers"
     cannot_prove = "a person deleting the image; a policy changed later; pushes unlike the newest image; " \
-        "images outside ECR"
+        "images outside ECR; beyond the next run for a policy the evaluator cannot read (sinceImagePulled, " \
+        "transitions)"
 
     def run(self, snap: Snapshot) -> Iterator[Signal | Unverified]:
         """One latent signal per resource and digest the policy will expire."""
-        for svc in snap.services:
-            dep = svc.primary
-            td = snap.task_definitions.get(str(dep.get("taskDefinition"))) if dep else None
-            for c in (td or {}).get("containerDefinitions", []):
-                name = str(c.get("name"))
-                pinned = {str(k.get("imageDigest")) for t in snap.running_tasks.get(svc.resource, ())
-                          for k in t.get("containers", []) if k.get("name") == name and k.get("imageDigest")}
-                yield from self._image(snap, svc.resource, f"container {name}", str(c.get("image", "")), pinned,
-                                       "the next task start fails with CannotPullContainerError")
-        for fn in snap.functions:
-            if fn.config.get("State") == "Failed":
-                continue
-            code = str(fn.config.get("CodeSha256", ""))
-            yield from self._image(snap, fn.resource, f"function {fn.name}", fn.image_uri,
-                                   {f"sha256:{code}"} if code else set(), "Lambda then fails the function")
+        for use in snap.image_uses():
+            yield from self._image(snap, use)
 
-    def _image(self, snap: Snapshot, resource: str, what: str, uri: str, pinned: set[str],
-               consequence: str) -> Iterator[Signal | Unverified]:
-        try:
-            ref = ImageRef.parse(uri)
-        except InputError:
-            return
-        info = snap.images.get(ref.uri)
+    def _image(self, snap: Snapshot, use: ImageUse) -> Iterator[Signal | Unverified]:
+        ref = use.ref
         repo = snap.lifecycles.get(ref.key)
         if isinstance(repo, GatewayError):
-            yield Unverified(self.id, resource, f"lifecycle policy of {ref.repository}: {repo}", repo.code)
+            yield Unverified(self.id, use.resource, f"lifecycle policy of {ref.repository}: {repo}", repo.code)
             return
         if not isinstance(repo, RepositoryLifecycle) or repo.policy is None:
             return
-        known = {i.digest for i in repo.images} | set(repo.children)
-        digests = {d for d in pinned if d in known}
-        if isinstance(info, ImageInfo) and info.status is ImageStatus.PRESENT and info.digest:
-            digests.add(info.digest)
         try:
-            forecasts = repo.forecast(digests, snap.now, snap.settings.lifecycle.warn_pushes)
+            forecasts = judge(repo, use.digests, snap.now, snap.settings.lifecycle.warn_pushes,
+                              snap.previews.get(ref.key))
         except InputError as exc:
-            yield self.unverified(resource, f"{repo.display}: {exc}")
+            yield self.unverified(use.resource, f"{repo.display}: {exc}")
             return
         for digest, found in sorted(forecasts.items()):
             severity = snap.settings.lifecycle.severity(found, snap.now)
-            if severity is None:
-                continue
+            if severity is None or severity is Severity.INFO:
+                continue  # a next run ECR's preview says keeps the image: nothing to act on
             image = f"{ref.registry}/{ref.repository}@{digest}"
-            message = f"{what}: image {ref.repository}@{digest} {found.describe()} by {ref.repository}'s " \
-                f"lifecycle {found.rule.label}: {found.rule.summary}; {consequence}"
+            message = f"{use.what}: image {ref.repository}@{digest} {found.describe()} by {ref.repository}'s " \
+                f"lifecycle {found.rule.label}: {found.rule.summary}; {use.consequence}"
             evidence = {"image": image, "reference": ref.uri, **found.evidence()}
-            yield Signal(self.id, severity, resource, Cause.IMAGE_EXPIRY, image, message, "", evidence, True)
+            yield Signal(self.id, severity, use.resource, Cause.IMAGE_EXPIRY, image, message, "", evidence, True)

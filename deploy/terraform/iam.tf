@@ -36,6 +36,8 @@ data "aws_iam_policy_document" "watchdog" {
       "ecr:GetDownloadUrlForLayer",
       "ecr:GetLifecyclePolicy",
       "ecr:DescribeImages",
+      "ecr:StartLifecyclePolicyPreview",
+      "ecr:GetLifecyclePolicyPreview",
     ]
     resources = ["*"]
   }

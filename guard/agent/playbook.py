@@ -28,7 +28,7 @@ from guard.state import StateStore
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
 _NOT_ROLLBACKABLE = {
     Cause.SECRET: "a secret or parameter the tasks need cannot be fetched; the known-good revision needs it too",
-    Cause.EXECUTION_ROLE: "the execution role is missing or denied; every revision uses it",
+    Cause.EXECUTION_ROLE: "the execution or task role is missing or denied; every revision uses it",
     Cause.REGISTRY_AUTH: "the tasks cannot authenticate to the registry; every revision needs that",
     Cause.NETWORK: "the tasks cannot reach the network they need; no revision change fixes that",
 }

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,10 +18,11 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ra
 
 from guard.errors import GatewayError, Unreachable
 from guard.gateways.aws import AwsSession, call, error_code
-from guard.lifecycle_policy import EcrImage, RepoKey, RepositoryLifecycle
+from guard.lifecycle_policy import EcrImage, PolicyPreview, RepoKey, RepositoryLifecycle
 from guard.models import ImageRef
 
 BATCH = 100
+PREVIEW_POLL_S = 5.0  # longest pause between GetLifecyclePolicyPreview polls (they start 1 s apart)
 INDEX_TYPES = frozenset({
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -75,10 +77,21 @@ class EcrReader(Protocol):
     def lifecycles(self, keys: Iterable[RepoKey]) -> dict[RepoKey, RepositoryLifecycle | GatewayError]:
         """Each repository's lifecycle policy and, when it has one, its images (cached)."""
 
+    def preview(self, repo: RepositoryLifecycle, digests: Collection[str], wait_s: float) -> PolicyPreview:
+        """ECR's lifecycle policy preview of the repository's current policy for `digests`, within `wait_s`."""
+
 
 def _chunks(items: list[dict[str, str]], size: int) -> Iterator[list[dict[str, str]]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _same_policy(text: object, policy: str | None) -> bool:
+    """Whether a preview's policy text is `policy` (as JSON: ECR may not keep the whitespace)."""
+    try:
+        return isinstance(text, str) and policy is not None and json.loads(text) == json.loads(policy)
+    except ValueError:
+        return False
 
 
 def _image_id(ref: ImageRef) -> dict[str, str]:
@@ -89,10 +102,12 @@ def _image_id(ref: ImageRef) -> dict[str, str]:
 class Boto3Ecr:
     """ECR adapter: one BatchGetImage per 100 IDs per repository, repositories in parallel."""
 
-    def __init__(self, aws: AwsSession, workers: int = 8, blob_timeout: float = 15.0) -> None:
+    def __init__(self, aws: AwsSession, workers: int = 8, blob_timeout: float = 15.0,
+                 sleep: Callable[[float], None] | None = None) -> None:
         self.aws = aws
         self.workers = workers
         self.blob_timeout = blob_timeout
+        self.sleep = sleep or time.sleep  # between lifecycle preview polls (the sandbox injects its own)
         self._lock = threading.Lock()
         self._images: dict[str, Lookup] = {}
         self._asking: dict[str, threading.Event] = {}  # URIs being looked up, set when answered
@@ -215,6 +230,50 @@ class Boto3Ecr:
         images = tuple(EcrImage(str(d["imageDigest"]), tuple(d.get("imageTags", ())), d["imagePushedAt"])
                        for d in details if d["imageDigest"] not in children)
         return RepositoryLifecycle(key, str(text), images, children)
+
+    def preview(self, repo: RepositoryLifecycle, digests: Collection[str], wait_s: float) -> PolicyPreview:
+        """One StartLifecyclePolicyPreview (of the policy in force), then GetLifecyclePolicyPreview with `imageIds`
+        = `digests` (100 per call) polled `next_poll` apart until COMPLETE or `wait_s` seconds of waiting.
+
+        A preview someone else started (LifecyclePolicyPreviewInProgressException) is polled and used only if it
+        previews the policy `repo` was read with. Every failure (not supported, denied, throttled, timed out,
+        another policy's preview) is an `unavailable` reason, never an error: the evaluator then answers.
+        """
+        from guard.actions import next_poll
+
+        account, region, repository = repo.key
+        where = {"registryId": account, "repositoryName": repository}
+        ids = [{"imageDigest": d} for d in sorted(digests)]
+        client = self.aws.client("ecr", region, account)
+        try:
+            try:
+                call(client, "StartLifecyclePolicyPreview", **where)
+            except ClientError as exc:
+                if error_code(exc) != "LifecyclePolicyPreviewInProgressException":
+                    return PolicyPreview(unavailable=f"StartLifecyclePolicyPreview: {error_code(exc)}")
+            waited = 0.0
+            while True:
+                delay = min(next_poll(waited, PREVIEW_POLL_S), wait_s - waited)
+                if delay <= 0:
+                    return PolicyPreview(unavailable=f"no complete preview within {wait_s:g}s")
+                self.sleep(delay)
+                waited += delay
+                pages = [call(client, "GetLifecyclePolicyPreview", **where, imageIds=ids[:BATCH])]
+                if not _same_policy(pages[0].get("lifecyclePolicyText"), repo.policy):
+                    return PolicyPreview(unavailable="the preview running on the repository is of another policy")
+                status = pages[0].get("status")
+                if status in ("FAILED", "EXPIRED"):
+                    return PolicyPreview(unavailable=f"the preview ended {status}")
+                if status == "COMPLETE":
+                    pages += [call(client, "GetLifecyclePolicyPreview", **where, imageIds=chunk)
+                              for chunk in _chunks(ids[BATCH:], BATCH)]
+                    return PolicyPreview({str(r["imageDigest"]): (str(r["action"]["type"]),
+                                                                  int(r["appliedRulePriority"]))
+                                          for page in pages for r in page.get("previewResults", [])})
+        except GatewayError as exc:
+            return PolicyPreview(unavailable=f"{exc.operation}: {exc.code}")
+        except ClientError as exc:
+            return PolicyPreview(unavailable=f"GetLifecyclePolicyPreview: {error_code(exc)}")
 
     def platforms(self, info: ImageInfo) -> frozenset[str] | GatewayError:
         """Platforms from the index entries (attestations skipped) or from the config blob."""

@@ -13,7 +13,16 @@ Fills (each follows AWS's documented request and response shapes):
   cannot run (see `guard.sandbox.lifecycle.parse_policy`: `tagged` without exactly one of tagPrefixList and
   tagPatternList, duplicate priorities, two untagged rules, an `any` rule that is not last, a countUnit that
   does not fit the countType). Those answer `InvalidParameterException` (HTTP 400); moto stores the rest.
-  Applying policies is `guard.sandbox.lifecycle.apply_lifecycle_policies` (moto never does).
+  Applying policies is `guard.sandbox.lifecycle.apply_lifecycle_policies` (moto never does). moto refuses a
+  rule whose action is `transition` (to the archive storage class), which ECR accepts: the fill stores it.
+- ECR `StartLifecyclePolicyPreview` / `GetLifecyclePolicyPreview` (moto 5.2 answers 500): a preview of the given
+  `lifecyclePolicyText`, else of the repository's policy (`LifecyclePolicyNotFoundException` without either),
+  computed by `guard.sandbox.lifecycle.preview` when started. `LifecyclePolicyPreviewInProgressException`
+  while one runs; the first Get after the start answers `IN_PROGRESS` (so clients poll), later ones `COMPLETE`
+  with `previewResults` (filtered by `imageIds` or `filter.tagStatus`, paged by `maxResults` / `nextToken`, not
+  both with `imageIds`), `summary.expiringImageTotalCount` and the policy text; `LifecyclePolicyPreviewNotFound
+  Exception` without a preview. `AwsSandbox.fills.lifecycle_preview = False` turns the fill off (moto answers);
+  `AwsSandbox.fills.now` is the preview's clock, for tests that move time forward.
 - CloudWatch Logs `DescribeLogGroups` with `logGroupIdentifiers` (moto 5.2 ignores the parameter and lists
   every group): answers only the named groups (names, or ARNs of the caller's account and region), sorted by
   name; more than 50 identifiers, or identifiers with a name prefix or pattern, answer
@@ -27,6 +36,7 @@ moto keeps its state in process-wide globals: two sandboxes in one process share
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import io
@@ -40,6 +50,8 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -54,6 +66,8 @@ DUMMY_KEY = "testing"
 _ECR_DOWNLOAD_TARGET = "AmazonEC2ContainerRegistry_V20150921.GetDownloadUrlForLayer"
 _ECR_PUT_IMAGE_TARGET = "AmazonEC2ContainerRegistry_V20150921.PutImage"
 _ECR_PUT_LIFECYCLE_TARGET = "AmazonEC2ContainerRegistry_V20150921.PutLifecyclePolicy"
+_ECR_START_PREVIEW_TARGET = "AmazonEC2ContainerRegistry_V20150921.StartLifecyclePolicyPreview"
+_ECR_GET_PREVIEW_TARGET = "AmazonEC2ContainerRegistry_V20150921.GetLifecyclePolicyPreview"
 _LOGS_DESCRIBE_GROUPS_TARGET = "Logs_20140328.DescribeLogGroups"
 _DDB_WRITE_TARGETS = frozenset(f"DynamoDB_20120810.{op}" for op in
                                ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"))
@@ -124,17 +138,42 @@ def _referenced_digests(repository: Any) -> set[str]:
     return found
 
 
+@dataclass
+class Fills:
+    """Switches for fills a test may turn off, to see the product meet moto's own answer."""
+
+    lifecycle_preview: bool = True
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # the preview's "now" (age rules)
+    latency_s: float = 0.0  # held before answering every request: a remote endpoint's round trip, no CPU spent
+    sleep: Callable[[float], None] = time.sleep  # how the latency is held (in the request's own thread)
+
+
+@dataclass
+class _Preview:
+    """One repository's lifecycle policy preview: its policy text, results, and whether a Get has seen it run."""
+
+    text: str
+    results: list[dict[str, Any]]
+    polled: bool = False
+
+
 class _FillsApp:
     """WSGI middleware: answers the filled operations itself and passes everything else to moto."""
 
-    def __init__(self, moto_app: WsgiApp, blobs: BlobStore, invocations: list[tuple[str, bytes]]) -> None:
+    def __init__(self, moto_app: WsgiApp, blobs: BlobStore, invocations: list[tuple[str, bytes]],
+                 fills: Fills | None = None) -> None:
         self._moto = moto_app
         self._blobs = blobs
         self._invocations = invocations
+        self.fills = fills or Fills()
+        self.previews: dict[tuple[str, str, str], _Preview] = {}
         self._url_key = secrets.token_bytes(32)
         self._writes = threading.Lock()
+        self._previews_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if self.fills.latency_s:
+            self.fills.sleep(self.fills.latency_s)
         path = str(environ.get("PATH_INFO", ""))
         if environ.get("REQUEST_METHOD") == "GET" and path.startswith(_BLOB_PREFIX):
             return self._serve_blob(environ, start_response)
@@ -145,6 +184,8 @@ class _FillsApp:
             return self._put_image(environ, start_response)
         if target == _ECR_PUT_LIFECYCLE_TARGET:
             return self._put_lifecycle_policy(environ, start_response)
+        if target in (_ECR_START_PREVIEW_TARGET, _ECR_GET_PREVIEW_TARGET) and self.fills.lifecycle_preview:
+            return self._lifecycle_preview(environ, start_response, target == _ECR_START_PREVIEW_TARGET)
         if target == _LOGS_DESCRIBE_GROUPS_TARGET:
             return self._describe_log_groups(environ, start_response)
         if target in _DDB_WRITE_TARGETS or (environ.get("REQUEST_METHOD") == "PUT" and (
@@ -185,14 +226,95 @@ class _FillsApp:
         from guard.sandbox.lifecycle import parse_policy
 
         try:
-            if isinstance(text, str):
-                parse_policy(text)
+            rules = parse_policy(text) if isinstance(text, str) else ()
         except ValueError as err:
             return _json(start_response, "400 Bad Request", {
                 "__type": "InvalidParameterException",
                 "message": f"Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: '{err}'",
             })
+        if any(r.action == "transition" for r in rules):
+            try:
+                repository = self._repository(environ, json.loads(body))
+            except _AwsError as err:
+                return _json(start_response, "400 Bad Request", {"__type": err.code, "message": err.message})
+            repository.lifecycle_policy = text
+            return _json(start_response, "200 OK", {"registryId": repository.registry_id,
+                                                    "repositoryName": repository.name, "lifecyclePolicyText": text})
         return self._moto(environ, start_response)
+
+    @staticmethod
+    def _repository(environ: dict[str, Any], request: dict[str, Any]) -> Any:
+        """The moto ECR repository a JSON request names, in the caller's registry (as moto's ECR calls look)."""
+        from moto.backends import get_backend
+
+        caller, region = _caller(environ)
+        name, registry = request.get("repositoryName"), request.get("registryId") or caller
+        repository = get_backend("ecr")[caller][region].repositories.get(name) if isinstance(name, str) else None
+        if repository is None or repository.registry_id != registry:
+            raise _AwsError("RepositoryNotFoundException",
+                            f"The repository with name '{name}' does not exist in the registry with id '{registry}'")
+        return repository
+
+    def _lifecycle_preview(self, environ: dict[str, Any], start_response: StartResponse,
+                           start: bool) -> list[bytes]:
+        try:
+            request = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"{}")
+            if not isinstance(request, dict):
+                raise _AwsError("SerializationException", "request body must be a JSON object")
+            repository = self._repository(environ, request)
+            key = (repository.registry_id, _caller(environ)[1], repository.name)
+            with self._previews_lock:
+                answer = self._start_preview(key, repository, request) if start else self._get_preview(key, request)
+        except ValueError as exc:
+            return _json(start_response, "400 Bad Request", {"__type": "InvalidParameterException",
+                                                             "message": str(exc)})
+        except _AwsError as err:
+            return _json(start_response, "400 Bad Request", {"__type": err.code, "message": err.message})
+        data = json.dumps({"registryId": key[0], "repositoryName": key[2], **answer}).encode()
+        start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data))),
+                                  ("x-amzn-RequestId", str(uuid.uuid4()))])
+        return [data]
+
+    def _start_preview(self, key: tuple[str, str, str], repository: Any, request: dict[str, Any]) -> dict[str, Any]:
+        from guard.sandbox.lifecycle import preview
+
+        running = self.previews.get(key)
+        if running is not None and not running.polled:
+            raise _AwsError("LifecyclePolicyPreviewInProgressException",
+                            f"Previous lifecycle policy preview request has not completed for repository '{key[2]}'")
+        text = request.get("lifecyclePolicyText") or repository.lifecycle_policy
+        if not text:
+            raise _AwsError("LifecyclePolicyNotFoundException", "Lifecycle policy does not exist for the repository "
+                            f"with name '{key[2]}' in the registry with id '{key[0]}'")
+        self.previews[key] = _Preview(str(text), preview(repository, str(text), self.fills.now()))
+        return {"lifecyclePolicyText": text, "status": "IN_PROGRESS"}
+
+    def _get_preview(self, key: tuple[str, str, str], request: dict[str, Any]) -> dict[str, Any]:
+        found = self.previews.get(key)
+        if found is None:
+            raise _AwsError("LifecyclePolicyPreviewNotFoundException",
+                            f"There is no lifecycle policy preview for the repository with name '{key[2]}' in the "
+                            f"registry with id '{key[0]}'")
+        if not found.polled:
+            found.polled = True
+            return {"lifecyclePolicyText": found.text, "status": "IN_PROGRESS", "previewResults": []}
+        ids, wanted = request.get("imageIds"), (request.get("filter") or {}).get("tagStatus")
+        limit, token = request.get("maxResults"), request.get("nextToken")
+        if ids is not None and (limit is not None or token is not None):
+            raise ValueError("maxResults and nextToken cannot be used with imageIds")
+        results = found.results
+        if ids is not None:
+            digests = {i.get("imageDigest") for i in ids}
+            tags = {i.get("imageTag") for i in ids}
+            results = [r for r in results if r["imageDigest"] in digests or tags & set(r["imageTags"])]
+        if wanted in ("tagged", "untagged"):
+            results = [r for r in results if bool(r["imageTags"]) == (wanted == "tagged")]
+        start = int(token) if isinstance(token, str) and token.isdigit() else 0
+        size = limit if isinstance(limit, int) and 1 <= limit <= 100 else 100
+        page = results[start:start + size]
+        more = {"nextToken": str(start + size)} if ids is None and start + size < len(results) else {}
+        return {"lifecyclePolicyText": found.text, "status": "COMPLETE", "previewResults": page, **more,
+                "summary": {"expiringImageTotalCount": sum(r["action"]["type"] == "EXPIRE" for r in found.results)}}
 
     def _describe_log_groups(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Answer `logGroupIdentifiers` requests with the named groups only; pass every other request to moto."""
@@ -371,6 +493,69 @@ def _xml_error(start_response: StartResponse, status: str, code: str, message: s
     return [data]
 
 
+def _dispatcher(create_app: Callable[[Any], Any]) -> WsgiApp:
+    """moto's host dispatcher, minus the work it repeats per request with the same answer every time: it lists
+    moto's package directory to resolve a Host header, and inspects the response class for its action methods.
+    Both answers are memoised, so the sandbox's CPU per request is closer to moto's own handling."""
+    import moto.core.responses as responses
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    names = getattr(responses, "method_names_from_class", None)
+    if names is not None and not hasattr(names, "cache_info"):
+        setattr(responses, "method_names_from_class", functools.cache(names))  # noqa: B010 (not exported)
+
+    class Dispatcher(DomainDispatcherApplication):
+        @functools.cache  # noqa: B019 (one dispatcher per sandbox; hosts are few)
+        def get_backend_for_host(self, host: str | None) -> Any:
+            return super().get_backend_for_host(host)
+
+    return Dispatcher(create_app)
+
+
+def _keep_alive_handler() -> type:
+    """moto's request handler, keeping HTTP/1.1 connections open as AWS endpoints do.
+
+    werkzeug's development server closes every connection, so each call would pay a TCP connect on the client
+    and a new server thread here: CPU that a client of AWS does not spend. This handler drops werkzeug's
+    `Connection: close`; hides the socket from werkzeug's drain after each answer (it reads whatever arrived,
+    which on a kept connection is the next request); and reads what the application left of the request body
+    before the next request line. A chunked request body still closes its connection."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.wsgi import LimitedStream
+
+    class KeepAlive(MotoRequestHandler):
+        _body: LimitedStream | None = None
+        _socket_file: Any = None
+        _chunked = False
+
+        def make_environ(self) -> dict[str, Any]:
+            environ = super().make_environ()
+            self._chunked = bool(environ.get("wsgi.input_terminated"))
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            self._body = None if self._chunked or not length else LimitedStream(environ["wsgi.input"], length)
+            if self._body is not None:
+                environ["wsgi.input"] = self._body
+            self._socket_file, self.rfile = self.rfile, io.BytesIO()
+            return dict(environ)
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if keyword.lower() != "connection" or value.lower() != "close":
+                super().send_header(keyword, value)
+
+        def run_wsgi(self) -> None:
+            try:
+                super().run_wsgi()
+            finally:
+                if self._socket_file is not None:
+                    self.rfile, self._socket_file = self._socket_file, None
+            if self._chunked:
+                self.close_connection = True
+            elif self._body is not None:
+                self._body.exhaust()
+
+    return KeepAlive
+
+
 class AwsSandbox:
     """moto's server on 127.0.0.1 (free port) in a daemon thread, behind our fills."""
 
@@ -378,6 +563,8 @@ class AwsSandbox:
         self.region = region
         self.blobs = BlobStore()
         self.invocations: list[tuple[str, bytes]] = []  # asynchronous Lambda invocations, in order
+        self.fills = Fills()
+        self._app: _FillsApp | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._session: Any = None
@@ -394,16 +581,13 @@ class AwsSandbox:
         """Start serving; a no-op when already started."""
         if self._server is not None:
             return
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import create_backend_app
         from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        app = _FillsApp(DomainDispatcherApplication(create_backend_app), self.blobs, self.invocations)
-        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+        app = _FillsApp(_dispatcher(create_backend_app), self.blobs, self.invocations, self.fills)
+        self._app = app
+        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_keep_alive_handler())
         self._thread = threading.Thread(target=self._server.serve_forever, name="aws-sandbox", daemon=True)
         self._thread.start()
 
@@ -431,6 +615,9 @@ class AwsSandbox:
             response.read()
         self.blobs.clear()
         self.invocations.clear()
+        self.fills.lifecycle_preview, self.fills.now = True, Fills().now
+        if self._app is not None:
+            self._app.previews.clear()
 
     def put_blob(self, account: str, region: str, repository: str, data: bytes) -> str:
         """Store a registry blob (config or layer) and return its digest."""

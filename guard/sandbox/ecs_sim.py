@@ -9,11 +9,14 @@ everything it does comes back over HTTP through the ordinary API calls:
   UpdateService(forceNewDeployment=True) was called: moto rewrites the PRIMARY deployment's id in place
   when forced, which the simulator detects (and undoes, keeping the old deployment intact).
 - Tasks. The PRIMARY deployment launches tasks until desiredCount run. A task starts only if the
-  execution role exists in IAM, every secret exists (Secrets Manager or SSM), and every image exists in
-  ECR and has a manifest for the task definition's CPU architecture (images outside ECR are pullable).
-  Otherwise it stops at once with ECS's stopCode and stoppedReason. Like ECS's software version
-  consistency, a deployment pins each container's image digest at its first successful start, so later
-  replacements pull the digest (a moved tag does not matter; a deleted image does).
+  execution role exists in IAM, every secret exists (Secrets Manager or SSM; a Secrets Manager secret not
+  scheduled for deletion and its customer-managed KMS key neither pending deletion nor disabled), and every
+  image exists in ECR and has a manifest for the task definition's CPU architecture (images outside ECR are
+  pullable). Otherwise it stops at once with ECS's stopCode and stoppedReason. A task role that does not
+  exist launches no task at all: each round leaves ECS's "unable to assume the role" service event instead
+  (no task, so failedTasks and the circuit breaker do not count it). Like ECS's software version consistency,
+  a deployment pins each container's image digest at its first successful start, so later replacements pull
+  the digest (a moved tag does not matter; a deleted image does).
 - Crash loops. An image whose config carries the label `EXIT_CODE_LABEL` (Scenario.push_image(exits=True))
   runs for one round, then stops with EssentialContainerExited and is replaced.
 - Circuit breaker. failedTasks counts failed starts and crash exits of the deployment; at
@@ -60,6 +63,7 @@ _ECR_IMAGE = re.compile(r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\
 _ECS_ARCH = {"X86_64": "amd64", "ARM64": "arm64"}
 _LAMBDA_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 _UPDATE_REASON_KEYS = ("LastUpdateStatusReason", "LastUpdateStatusReasonCode")
+_KEY_STATES = {"PendingDeletion": "pending deletion", "Disabled": "disabled"}  # KMS refuses Decrypt in these
 
 PULL_NOT_FOUND = ("CannotPullContainerError: pull image manifest has been retried 1 time(s): "
                   "failed to resolve ref {ref}: {ref}: not found")
@@ -78,8 +82,14 @@ SECRET_DELETED = (_EXECUTION + "unable to retrieve secret from asm: service call
                   "failed to fetch secret {arn} from secrets manager: InvalidRequestException: You can't perform "
                   "this operation on the secret because it was marked for deletion. status code: 400, "
                   "request id: {request}")
+SECRET_KEY_UNUSABLE = (_EXECUTION + "unable to retrieve secret from asm: service call has been retried 1 time(s): "
+                       "failed to fetch secret {arn} from secrets manager: InvalidRequestException: {key} is {state}. "
+                       "status code: 400, request id: {request}")
 PARAMETER_NOT_FOUND = (_EXECUTION + "unable to retrieve secrets from ssm: service call has been retried 1 time(s): "
                        "invalid ssm parameters: {name}")
+TASK_ROLE_UNASSUMABLE = ("failed to launch a task with (error ECS was unable to assume the role '{role}' that was "
+                         "provided for this task. Please verify that the role being passed has the proper trust "
+                         "relationship and permissions and that your IAM user has permissions to pass this role.).")
 CONTAINER_EXITED = "Essential container in task exited"
 USER_STOPPED = "Task stopped by user"
 SCALING = "Scaling activity initiated by (deployment {deployment})"
@@ -306,6 +316,10 @@ class EcsSimulator:
             self._event(svc, now, f"has stopped {len(stopped)} running tasks: {_task_list(stopped)}.")
         ecs = self._ecs()
         definition = ecs.describe_task_definition(primary["taskDefinition"])
+        task_role = getattr(definition, "task_role_arn", None)
+        if task_role and primary["desiredCount"] > len(running) and not self._role_exists(task_role):
+            self._event(svc, now, TASK_ROLE_UNASSUMABLE.format(role=task_role))  # ECS launches no task at all
+            return
         pins = state.pins.setdefault(primary["id"], {})
         launched = [self._start(svc, definition, primary, pins, state, now)
                     for _ in range(primary["desiredCount"] - len(running))]
@@ -476,13 +490,28 @@ class EcsSimulator:
             secret = _backend("secretsmanager", parts[4], parts[3]).secrets.get(arn)
             if secret is None:
                 return SECRET_NOT_FOUND.format(arn=arn, request=uuid.uuid4())
-            return SECRET_DELETED.format(arn=arn, request=uuid.uuid4()) if secret.is_deleted() else None
+            if secret.is_deleted():
+                return SECRET_DELETED.format(arn=arn, request=uuid.uuid4())
+            key = self._unusable_key(secret.kms_key_id, parts[4], parts[3]) if secret.kms_key_id else None
+            return SECRET_KEY_UNUSABLE.format(arn=arn, key=key[0], state=key[1], request=uuid.uuid4()) if key else None
         name = value_from
         if value_from.startswith("arn:"):  # ...:parameter/a/b names "/a/b"; ...:parameter/a names "a"
             account, region, name = parts[4], parts[3], value_from.split(":parameter", 1)[1]
         ssm = _backend("ssm", account, region)
         found = ssm.get_parameter(name) or ssm.get_parameter(name.lstrip("/"))
         return PARAMETER_NOT_FOUND.format(name=value_from) if found is None else None
+
+    def _unusable_key(self, key_id: str, account: str, region: str) -> tuple[str, str] | None:
+        """(key ARN, "pending deletion" or "disabled") when KMS would refuse Decrypt with the key, else None."""
+        if key_id.startswith("arn:"):
+            account, region = key_id.split(":")[4], key_id.split(":")[3]
+        kms = _backend("kms", account, region)
+        alias = kms.get_alias_name(key_id)
+        if alias.startswith("alias/aws/"):  # an AWS managed key is never disabled nor deleted
+            return None
+        raw = kms.get_key_id_from_alias(alias) if alias.startswith("alias/") else kms.get_key_id(key_id)
+        key = kms.keys.get(raw) if raw else None
+        return (key.arn, _KEY_STATES[key.key_state]) if key is not None and key.key_state in _KEY_STATES else None
 
     def _pull(self, ref: str, platform: str) -> _Pull:
         """Resolve `ref` in moto's ECR for linux/`platform`, reading configs from the sandbox's blobs."""

@@ -18,8 +18,14 @@ documented evaluation rules:
 
 Push times are ECR's own imagePushedAt as DescribeImages reports it (moto stamps the push, in whole seconds);
 ties are broken by the order DescribeImages lists images, which is push order. Pass `now` in the future to
-age images. Not modelled: the 24-hour delay of real ECR, lifecycle previews, archive storage classes and
-transitions, `sinceImagePulled`.
+age images.
+
+`preview` answers ECR's lifecycle policy preview (StartLifecyclePolicyPreview / GetLifecyclePolicyPreview, filled
+in `guard.sandbox.aws`) with this same engine, independent of the product's evaluator. A rule whose action is
+`transition` (`targetStorageClass` `archive`) is previewed (action TRANSITION) but not applied: moto has no
+archive storage class. Not modelled: the 24-hour delay of real ECR, the `storageClass` selection,
+`sinceImageTransitioned`, and `sinceImagePulled` (moto records no pull time: DescribeImages gives no
+`lastRecordedPullTime`), which are refused.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class LifecycleRule:
     """One rule of a lifecycle policy, validated."""
 
     priority: int
+    action: str  # expire | transition (to the archive storage class)
     tag_status: str
     prefixes: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...]
@@ -91,8 +98,13 @@ def _rule(raw: Any) -> LifecycleRule:
     if type(priority) is not int or priority < 1:
         raise _fail("rulePriority must be a positive integer")
     action = raw.get("action")
-    if not isinstance(action, dict) or action.get("type") != "expire":
-        raise _fail(f"rule {priority}: action.type must be expire")
+    if not isinstance(action, dict) or action.get("type") not in ("expire", "transition"):
+        raise _fail(f"rule {priority}: action.type must be expire or transition")
+    if (action.get("type") == "transition") != (action.get("targetStorageClass") == "archive") \
+            or set(action) - {"type", "targetStorageClass"}:
+        raise _fail(f"rule {priority}: action.targetStorageClass archive goes with type transition, and only there")
+    if "storageClass" in selection:
+        raise _fail(f"rule {priority}: selection.storageClass is not modelled by the sandbox")
     status, count, count_type = selection.get("tagStatus"), selection.get("countNumber"), selection.get("countType")
     if status not in _TAG_STATUSES:
         raise _fail(f"rule {priority}: tagStatus must be one of {', '.join(_TAG_STATUSES)}")
@@ -113,7 +125,7 @@ def _rule(raw: Any) -> LifecycleRule:
     if count_type == SINCE_IMAGE_PUSHED and unit != "days":
         raise _fail(f"rule {priority}: {SINCE_IMAGE_PUSHED} needs countUnit days")
     compiled = tuple(re.compile(".*".join(re.escape(part) for part in p.split("*"))) for p in patterns)
-    return LifecycleRule(priority, status, prefixes, compiled, count_type, count)
+    return LifecycleRule(priority, str(action["type"]), status, prefixes, compiled, count_type, count)
 
 
 def parse_policy(text: str) -> tuple[LifecycleRule, ...]:
@@ -135,19 +147,46 @@ def parse_policy(text: str) -> tuple[LifecycleRule, ...]:
     return tuple(rules)
 
 
-def _expire(rules: Iterable[LifecycleRule], images: Sequence[_Image], now: datetime) -> list[_Image]:
-    """The images one evaluator run expires, oldest first."""
-    claimed: set[str] = set()  # images a higher-priority rule selected: counted below, never expired below
-    expired: dict[str, _Image] = {}
+def _evaluate(rules: Iterable[LifecycleRule], images: Sequence[_Image], now: datetime
+              ) -> list[tuple[_Image, LifecycleRule]]:
+    """The images one evaluator run acts on, oldest first, each with the rule that acts on it."""
+    claimed: set[str] = set()  # images a higher-priority rule selected: counted below, never acted on below
+    acted: dict[str, tuple[_Image, LifecycleRule]] = {}
     for rule in rules:
         selected = [i for i in images if rule.selects(i.tags)]
         if rule.count_type == IMAGE_COUNT_MORE_THAN:
             doomed = sorted(selected, key=lambda i: (i.pushed_at, i.position), reverse=True)[rule.count:]
         else:
             doomed = [i for i in selected if i.pushed_at < now - timedelta(days=rule.count)]
-        expired.update((i.digest, i) for i in doomed if i.digest not in claimed)
+        acted.update((i.digest, (i, rule)) for i in doomed if i.digest not in claimed)
         claimed.update(i.digest for i in selected)
-    return sorted(expired.values(), key=lambda i: (i.pushed_at, i.position))
+    return sorted(acted.values(), key=lambda pair: (pair[0].pushed_at, pair[0].position))
+
+
+def _expire(rules: Iterable[LifecycleRule], images: Sequence[_Image], now: datetime) -> list[_Image]:
+    """The images one evaluator run expires (transitions are not applied), oldest first."""
+    return [image for image, rule in _evaluate(rules, images, now) if rule.action == "expire"]
+
+
+def preview(repository: Any, text: str, now: datetime) -> list[dict[str, Any]]:
+    """ECR's `previewResults` for `text` over a moto ECR repository's images, oldest first (ValueError: refused).
+
+    Reads moto's repository object in the server process (the fill answers inside a request, so it does not call
+    the API back); images an index of the repository references are left out, as the policy's run leaves them.
+    """
+    rules = parse_policy(text)
+    stored = list(repository.images)
+    children: set[str] = set()
+    for image in stored:
+        if image.image_manifest_media_type in _INDEX_TYPES:
+            children.update(str(m.get("digest")) for m in json.loads(image.image_manifest).get("manifests", []))
+    images = [_Image(i.image_digest, tuple(i.image_tags), datetime.fromtimestamp(i.image_pushed_at, UTC), n)
+              for n, i in enumerate(stored) if i.image_digest not in children]
+    return [{"imageTags": list(image.tags), "imageDigest": image.digest,
+             "imagePushedAt": image.pushed_at.timestamp(), "appliedRulePriority": rule.priority,
+             "action": {"type": "EXPIRE"} if rule.action == "expire"
+             else {"type": "TRANSITION", "targetStorageClass": "ARCHIVE"}}
+            for image, rule in _evaluate(rules, images, now)]
 
 
 def _index_children(ecr: Any, repository: str, indexes: Sequence[str]) -> set[str]:

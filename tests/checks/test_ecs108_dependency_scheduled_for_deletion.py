@@ -100,6 +100,40 @@ def test_kms_key_pending_deletion_coalesces_services_and_reads_each_key_once(aws
     assert sweep().incidents == ()
 
 
+def test_kms_key_pending_deletion_is_latent_then_fails_the_restart_in_the_same_incident(
+        aws: Scenario, sim: EcsSimulator, sweep: Sweep) -> None:
+    kms = aws.client("kms")
+    key = kms.create_key(Description="api secrets")["KeyMetadata"]
+    kms.create_alias(AliasName="alias/api-secrets", TargetKeyId=key["KeyId"])
+    secret = _service_with_secret(aws, sim, "api", "api-db", kms_key="alias/api-secrets")
+    assert sweep().incidents == ()
+    kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+    sim.tick(2)  # running tasks keep the value they read: nothing breaks yet
+    latent_report = sweep()
+    [latent] = latent_report.incidents
+    assert latent_report.exit_code == 1 and latent.latent and latent.cause_key == key["Arn"]
+    assert [s.watcher_id for s in latent.signals] == ["ECS108"]
+
+    assert sim.restart_tasks("prod", "api") == 2
+    sim.tick()
+    ecs = aws.client("ecs")
+    tasks = ecs.describe_tasks(cluster="prod", tasks=ecs.list_tasks(cluster="prod")["taskArns"])["tasks"]
+    failed = [t for t in tasks if t["stopCode"] == "TaskFailedToStart"] if tasks else []
+    reason = (f"failed to fetch secret {secret} from secrets manager: InvalidRequestException: {key['Arn']} is "
+              "pending deletion.")
+    assert len(failed) == 2 and all(reason in t["stoppedReason"] for t in failed)
+    assert all(t["stoppedReason"].startswith("ResourceInitializationError: ") for t in failed)
+    assert not [t for t in tasks if t["lastStatus"] == "RUNNING"]
+    live_report = sweep()
+    [live] = live_report.incidents
+    assert live_report.exit_code == 1 and live.id == latent.id and not live.latent and live.cause_key == key["Arn"]
+    assert live_report.triage.opened == () and [i.id for i in live_report.triage.updated] == [latent.id]
+    by_watcher = {s.watcher_id: s for s in live.signals}
+    assert set(by_watcher) == {"ECS101", "ECS108"}
+    assert by_watcher["ECS101"].message.startswith("2 task(s) failed to start: the KMS key of a secret")
+    assert reason in str(by_watcher["ECS101"].evidence["stopped_reason"])
+
+
 def test_only_the_secrets_of_services_in_scope_are_read(aws: Scenario, sim: EcsSimulator,
                                                                            sweep: Sweep) -> None:
     api = _service_with_secret(aws, sim, "api", "api-db")

@@ -65,7 +65,9 @@ def test_digest_pinned_image_the_next_push_orphans_is_an_error(aws: Scenario, gu
     assert apply_lifecycle_policies(aws.sandbox) == [("api", old)]
 
 
-def test_an_image_the_policy_expires_on_its_next_run(aws: Scenario, guard: GuardRun, tmp_path: Path) -> None:
+def test_an_image_the_policy_expires_on_its_next_run(aws: Scenario, guard: GuardRun, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("guard.gateways.ecr.time.sleep", lambda _s: None)  # ECR's preview is polled: never sleep
     repo = aws.repository("api")
     doomed = _push(aws, "api", None, 0)
     _push(aws, "api", None, 1)

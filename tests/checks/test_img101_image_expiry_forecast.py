@@ -114,8 +114,9 @@ def test_age_rule_warns_then_escalates_as_the_date_nears(aws: Scenario, sim: Ecs
     config = GuardConfig(watch=WatchConfig(lifecycle_warn_days=10, lifecycle_error_days=3))
 
     def sweep_on(day: int) -> WatchReport:
+        aws.sandbox.fills.now = lambda: pushed + timedelta(days=day)  # AWS's clock moves with the watchdog's
         runtime = Runtime(config, state=str(tmp_path / "state"), settings=AwsSettings(max_attempts=1),
-                          clock=lambda: pushed + timedelta(days=day))
+                          clock=lambda: pushed + timedelta(days=day), wait=lambda _s: None)
         return runtime.watchdog(heartbeat=False).sweep(WatchScope())
 
     assert sweep_on(15).incidents == ()  # 15 days left: beyond the 10-day look-ahead

@@ -1,5 +1,6 @@
-"""`guard verify` on the ECS simulator: success, a pull failure named, a circuit-breaker rollback that fails,
-a deadline that says what it saw, and a rollback through the policy gate."""
+"""`guard verify` on the ECS simulator: success, a pull failure named, a role ECS cannot assume named from the
+service's events, a circuit-breaker rollback that fails, a deadline that says what it saw, and a rollback through
+the policy gate."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from guard.cli import main
 from guard.config import Allow
 from guard.exitcodes import ExitCode
 from guard.journal import EntryKind, Journal
-from guard.verify import Status, VerifyOptions, VerifyReport, parse_targets, run_verify
+from guard.sandbox.ecs_sim import TASK_ROLE_UNASSUMABLE
+from guard.verify import LAUNCH_FAILURE_GRACE_S, Status, VerifyOptions, VerifyReport, parse_targets, run_verify
 from tests.support.remedyrun import GOOD, World, deploy
 
 OPTIONS = VerifyOptions(timeout_s=600, poll_s=15)
@@ -155,9 +157,59 @@ def test_a_function_update_is_waited_for_and_a_failed_one_names_the_image(world:
     assert f"{repo}:gone" in v.message
 
 
+def test_a_role_iam_is_still_propagating_does_not_fail_the_rollout(world: World) -> None:
+    repo = world.aws.repository("shop/api")
+    world.aws.push_image("shop/api", "v2")
+    role = world.aws.role("api-task-v2")
+    arn = world.aws.task_definition("api", [("app", f"{repo}:v2")], task_role=role)
+    world.aws.delete_role("api-task-v2")  # as IAM answers ECS until a new role has propagated
+    world.aws.client("ecs").update_service(cluster="prod", service="api", taskDefinition=arn)
+    world.sim.tick()
+    waited: list[float] = []
+
+    def wait(seconds: float) -> None:  # the role becomes assumable half-way through the grace
+        waited.append(seconds)
+        if sum(waited) >= LAUNCH_FAILURE_GRACE_S / 2:
+            world.aws.role("api-task-v2")
+        world.tick(seconds)
+
+    report = run_verify(world.runtime(wait=wait), parse_targets(("prod/api",), ()), OPTIONS)
+    [v] = report.verdicts
+    assert (v.status, report.exit_code) == (Status.OK, ExitCode.CLEAN), v.message
+    assert len(waited) >= OPTIONS.failure_threshold  # the failure was seen on more polls than the threshold
+    [deployment] = world.service()["deployments"]
+    assert (deployment["taskDefinition"], deployment["runningCount"]) == (arn, 2)
+
+
 def test_a_crash_loop_fails_with_the_exit_code(world: World) -> None:
     world.aws.push_image("shop/api", "crashy", exits=True)
     deploy(world, "crashy")
     [v] = _verify(world).verdicts
     assert (v.status, v.cause) == (Status.FAILED, "crash")
     assert v.message.startswith("crash loop:") and "exited with code" in v.message
+
+
+def test_a_task_role_ecs_cannot_assume_fails_with_the_role_well_before_the_deadline(world: World) -> None:
+    repo = world.aws.repository("shop/api")
+    world.aws.push_image("shop/api", "v2")
+    role = world.aws.role("api-task-v2")
+    arn = world.aws.task_definition("api", [("app", f"{repo}:v2")], task_role=role)
+    world.aws.delete_role("api-task-v2")
+    world.aws.client("ecs").update_service(cluster="prod", service="api", taskDefinition=arn)
+    world.sim.tick()
+    report = _verify(world)
+    [v] = report.verdicts
+    assert (v.status, v.cause, report.exit_code) == (Status.FAILED, "execution_role", ExitCode.FINDINGS)
+    assert v.message.startswith("tasks cannot be launched: deployment ") and "0/2 running, 0 failed" in v.message
+    assert "ECS launched no task: ECS cannot assume a role" in v.message and role in v.message
+    assert v.evidence["cause_key"] == role and report.to_json()["exit_code"] == 1
+    assert LAUNCH_FAILURE_GRACE_S <= report.duration_s < 120  # past the grace for IAM, not the 600 s deadline
+    svc = world.service()
+    new, old = svc["deployments"]
+    assert (new["taskDefinition"], new["runningCount"], new["failedTasks"]) == (arn, 0, 0)
+    assert old["runningCount"] == 2  # the old revision keeps serving; nothing was written
+    assert svc["events"][0]["message"] == f"(service api) {TASK_ROLE_UNASSUMABLE.format(role=role)}"
+    ecs = world.aws.client("ecs")
+    tasks = ecs.describe_tasks(cluster="prod", tasks=ecs.list_tasks(cluster="prod")["taskArns"])["tasks"]
+    assert not [t for t in tasks if t["taskDefinitionArn"] == arn]  # ECS launched no task of the revision
+    assert world.calls("ecs:UpdateService") == 0

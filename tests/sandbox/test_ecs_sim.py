@@ -13,6 +13,7 @@ from guard.sandbox.ecs_sim import (
     LAMBDA_IMAGE_DELETED,
     PULL_NOT_FOUND,
     PULL_WRONG_PLATFORM,
+    TASK_ROLE_UNASSUMABLE,
     EcsSimulator,
     breaker_threshold,
 )
@@ -244,6 +245,73 @@ def test_deleted_execution_role_denies_registry_auth(aws: Scenario, sim: EcsSimu
             "authorized to perform: ecr:GetAuthorizationToken on resource: * because no identity-based policy "
             "allows the ecr:GetAuthorizationToken action status code: 400, request id: ") + REQUEST_ID,
             task["stoppedReason"])
+
+
+def test_secret_under_a_kms_key_pending_deletion_or_disabled_fails_only_new_tasks(aws: Scenario,
+                                                                                   sim: EcsSimulator) -> None:
+    uri = aws.repository(REPO)
+    aws.push_image(REPO, "v1")
+    kms, sm = aws.client("kms"), aws.client("secretsmanager")
+    key = kms.create_key(Description="shop secrets")["KeyMetadata"]
+    kms.create_alias(AliasName="alias/shop", TargetKeyId=key["KeyId"])
+    secret = str(sm.create_secret(Name="shop/db", SecretString="s3cr3t", KmsKeyId="alias/shop")["ARN"])
+    plain = aws.secret("shop/plain")  # the AWS managed key: never disabled nor deleted
+    _steady(aws, sim, f"{uri}:v1", secrets=[("DB", secret), ("PLAIN", plain)])
+    running = {t["taskArn"] for t in _tasks(aws, "RUNNING")}
+    assert len(running) == 2
+
+    kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+    sim.tick(2)
+    assert {t["taskArn"] for t in _tasks(aws, "RUNNING")} == running  # running tasks keep what they read
+    sim.restart_tasks("prod", "api")
+    sim.tick()
+    failed = [t for t in _tasks(aws, "STOPPED") if t["stopCode"] == "TaskFailedToStart"]
+    assert len(failed) == 2 and _service(aws)["runningCount"] == 0
+    for task in failed:
+        assert re.fullmatch(re.escape(
+            "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval "
+            "failed: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch "
+            f"secret {secret} from secrets manager: InvalidRequestException: {key['Arn']} is pending deletion. "
+            "status code: 400, request id: ") + REQUEST_ID, task["stoppedReason"])
+        assert task["containers"][0]["reason"] == task["stoppedReason"]
+
+    kms.cancel_key_deletion(KeyId=key["KeyId"])  # leaves the key Disabled, as KMS does
+    sim.tick()
+    newest = [t for t in _tasks(aws, "STOPPED") if t["taskArn"] not in {f["taskArn"] for f in failed}
+              and t["stopCode"] == "TaskFailedToStart"]
+    assert {t["stoppedReason"].split(" status code: ")[0].rsplit(": ", 1)[-1] for t in newest} == {
+        f"{key['Arn']} is disabled."}
+    kms.enable_key(KeyId=key["KeyId"])
+    sim.tick()
+    assert len(_tasks(aws, "RUNNING")) == 2
+
+
+def test_missing_task_role_launches_no_task_and_says_so_in_service_events(aws: Scenario, sim: EcsSimulator) -> None:
+    uri = aws.repository(REPO)
+    aws.push_image(REPO, "v1")
+    role = aws.role("shop-task")
+    _steady(aws, sim, f"{uri}:v1", task_role=role)
+    assert len(_tasks(aws, "RUNNING")) == 2 and _service(aws)["deployments"][0]["rolloutState"] == "COMPLETED"
+
+    aws.delete_role("shop-task")
+    sim.tick()
+    assert len(_tasks(aws, "RUNNING")) == 2  # running tasks keep their credentials
+    before = {t["taskArn"] for t in _tasks(aws)}
+    sim.restart_tasks("prod", "api")
+    sim.tick(2)
+    service = _service(aws)
+    assert {t["taskArn"] for t in _tasks(aws)} == before  # no task launched at all, not even a stopped one
+    assert service["runningCount"] == 0 and service["deployments"][0]["failedTasks"] == 0
+    message = f"(service api) {TASK_ROLE_UNASSUMABLE.format(role=role)}"
+    assert _messages(service)[:2] == [message, message]
+    assert message == (
+        f"(service api) failed to launch a task with (error ECS was unable to assume the role '{role}' that was "
+        "provided for this task. Please verify that the role being passed has the proper trust relationship and "
+        "permissions and that your IAM user has permissions to pass this role.).")
+
+    aws.role("shop-task")
+    sim.tick()
+    assert len(_tasks(aws, "RUNNING")) == 2
 
 
 def test_crashing_image_loops_and_the_breaker_stops_it(aws: Scenario, sim: EcsSimulator) -> None:

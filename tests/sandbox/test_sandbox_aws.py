@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -341,3 +343,24 @@ def test_lambda_builder(aws: Scenario) -> None:
     alias = _client("lambda").get_alias(FunctionName="worker", Name="live")
     assert (alias["AliasArn"], alias["FunctionVersion"]) == (alias_arn, "1")
     assert function["Configuration"]["Role"].endswith(":role/worker-role")
+
+
+def test_latency_holds_every_request_once_in_its_own_thread(aws: Scenario, aws_sandbox: AwsSandbox) -> None:
+    aws.repository("web")
+    digest = aws.push_image("web", "v1")
+    ecr = _client("ecr")
+    config_digest = json.loads(_manifest(ecr, "web", {"imageDigest": digest})["imageManifest"])["config"]["digest"]
+    held: list[tuple[float, str]] = []
+    aws_sandbox.fills.sleep = lambda seconds: held.append((seconds, threading.current_thread().name))
+    aws_sandbox.fills.latency_s = 0.02
+    try:
+        _client("sts").get_caller_identity()
+        url = ecr.get_download_url_for_layer(repositoryName="web", layerDigest=config_digest)["downloadUrl"]
+        _fetch(url)
+    finally:
+        aws_sandbox.fills.latency_s, aws_sandbox.fills.sleep = 0.0, time.sleep
+
+    assert [seconds for seconds, _ in held] == [0.02, 0.02, 0.02]  # STS, ECR, the blob download
+    assert all(name != "aws-sandbox" for _, name in held)  # not the accepting thread: requests in flight overlap
+    _client("sts").get_caller_identity()
+    assert len(held) == 3

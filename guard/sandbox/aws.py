@@ -519,11 +519,13 @@ def _keep_alive_handler() -> type:
     and a new server thread here: CPU that a client of AWS does not spend. This handler drops werkzeug's
     `Connection: close`; hides the socket from werkzeug's drain after each answer (it reads whatever arrived,
     which on a kept connection is the next request); and reads what the application left of the request body
-    before the next request line. A chunked request body still closes its connection."""
+    before the next request line (Nagle off: headers and body go out in two writes). A chunked request body
+    still closes its connection."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.wsgi import LimitedStream
 
     class KeepAlive(MotoRequestHandler):
+        disable_nagle_algorithm = True  # werkzeug writes headers and body apart: no delayed-ACK stall between
         _body: LimitedStream | None = None
         _socket_file: Any = None
         _chunked = False

@@ -65,10 +65,12 @@ def _remediate(doc: dict[str, Any]) -> Iterator[str]:
 
 
 def _throttled(doc: dict[str, Any]) -> Iterator[str]:
-    yield (f"| `guard watch` under {doc['throttled_requests_injected']} injected throttles | {doc['services']} "
-           f"services, {doc['clusters']} clusters | {doc['added_latency_ms']} ms | {doc['api_calls_total']} "
-           f"({doc['api_calls_minimum']}) + {doc['retries']} retries, {doc['unverified']} unverified | "
-           f"{doc['wall_s']:.1f} s | | | {doc['peak_rss_mib_with_moto']:.0f} MiB with moto in-process |")
+    for f in doc["latencies"]:
+        yield (f"| `guard watch --once` under {doc['throttled_requests_injected']} injected throttles (cold process) "
+               f"| {doc['services']} services, {doc['clusters']} clusters | {f['added_latency_ms']} ms | "
+               f"{f['api_calls_total']} ({doc['api_calls_minimum']}) + {f['retries']} retries, {f['unverified']} "
+               f"unverified | {f['sweep_s']:.1f} s sweep, {f['wall_s_cold_process']:.1f} s process | | | "
+               f"{f['peak_rss_mib_guard_process']:.0f} MiB |")
 
 
 def rows() -> list[str]:

@@ -31,6 +31,12 @@ class Diagnosis:
     explanation: str
 
 
+def secret_named(task: Mapping[str, Any]) -> str | None:
+    """The Secrets Manager secret (its ARN, without a JSON key or version suffix) a stopped task's reason names."""
+    found = _SECRET_ARN.search(str(task.get("stoppedReason") or ""))
+    return ":".join(found.group(1).split(":")[:7]) if found and ":secretsmanager:" in found.group(1) else None
+
+
 def _container_image(task: Mapping[str, Any], taskdef: Mapping[str, Any] | None) -> str:
     for c in task.get("containers", []):
         if c.get("reason") and c.get("image"):

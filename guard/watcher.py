@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 
 from guard.errors import GatewayError
 from guard.gateways.ecr import ImageInfo, ImageStatus
+from guard.gateways.refs import KeyState, SecretState, arn_parts
 from guard.lifecycle_policy import LifecycleHorizon, PolicyPreview, RepositoryLifecycle
 from guard.models import Cause, ImageRef, InputError, Severity, Signal, Unverified
-from guard.reasons import Diagnosis, diagnose_task, launch_failures
+from guard.reasons import Diagnosis, diagnose_task, launch_failures, secret_named
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,20 @@ class Snapshot:
             digests.add(info.digest)
         return [ImageUse(resource, what, ref, frozenset(digests), consequence)]
 
+    def diagnose(self, task: Mapping[str, Any]) -> Diagnosis | None:
+        """Why `task` stopped (`diagnose_task`); a secret it could not fetch whose KMS key this snapshot read as
+        PendingDeletion or Disabled is that key's failure, whatever words ECS used (a key named or not, an access
+        denial), so it joins ECS108's incident."""
+        found = diagnose_task(task, self.task_definitions.get(str(task.get("taskDefinitionArn"))))
+        secret = secret_named(task) if found is not None else None
+        for ref, state in self.secrets.items() if secret else ():
+            if ":".join(ref.split(":")[:7]) == secret and isinstance(state, SecretState) and state.kms_key:
+                key = self.keys.get(((arn_parts(ref) or [""] * 4)[3] or None, state.kms_key))
+                if isinstance(key, KeyState) and key.state in ("PendingDeletion", "Disabled"):
+                    return Diagnosis(Cause.SECRET, key.arn, f"the KMS key of a secret the task injects cannot "
+                                     f"decrypt it ({secret}: key {key.state})")
+        return found
+
     def recent_stopped(self, service: ServiceView) -> list[Mapping[str, Any]]:
         """The service's tasks stopped within the lookback window, newest first.
 
@@ -174,7 +189,7 @@ class Snapshot:
         for task in self.recent_stopped(service):
             if task.get("taskDefinitionArn") != task_definition:
                 continue
-            found = diagnose_task(task, self.task_definitions.get(task_definition))
+            found = self.diagnose(task)
             if found is not None:
                 return found
         launches = self.launch_failures(service, task_definition)

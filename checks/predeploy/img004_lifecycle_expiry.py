@@ -9,6 +9,7 @@ from guard.check import Check, Result
 from guard.context import CheckContext
 from guard.errors import GatewayError
 from guard.gateways.ecr import ImageInfo, ImageStatus
+from guard.gateways.refs import pooled
 from guard.lifecycle_policy import LifecycleHorizon, PolicyPreview, RepoKey, RepositoryLifecycle, judge, preview_targets
 from guard.models import DeployPlan, ImageRef, InputError, Severity
 
@@ -54,8 +55,9 @@ class LifecycleExpiry(Check):
             if isinstance(repo, RepositoryLifecycle) and seen.digest:
                 wanted.setdefault(seen.ref.key, (repo, set()))[1].update(
                     preview_targets(repo, {seen.digest}, now, horizon.warn_pushes))
-        previews = {key: ctx.ecr.preview(repo, digests, horizon.preview_gate_s)
-                    for key, (repo, digests) in sorted(wanted.items()) if digests}
+        asked = sorted(key for key, (_, digests) in wanted.items() if digests)  # repositories previewed concurrently
+        previews = pooled(lambda key: ctx.ecr.preview(*wanted[key], horizon.preview_gate_s), asked,
+                          ctx.config.workers)
         for target in plan.targets:
             for c in target.containers:
                 ref = c.image

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from guard.models import Severity, Signal, Unverified
-from guard.reasons import LAUNCH_FAILURE_GRACE_S, Diagnosis, diagnose_task
+from guard.reasons import LAUNCH_FAILURE_GRACE_S, Diagnosis
 from guard.watcher import ServiceView, Snapshot, Watcher, as_datetime
 
 
@@ -34,7 +34,7 @@ class TasksFailedToStart(Watcher):
             groups: dict[tuple[str, str], list[dict[str, object]]] = {}
             diagnoses = {}
             for task in snap.recent_stopped(svc):
-                d = diagnose_task(task, snap.task_definitions.get(str(task.get("taskDefinitionArn"))))
+                d = snap.diagnose(task)
                 if d is None or d.cause.value == "crash":
                     continue
                 groups.setdefault((d.cause.value, d.key), []).append(dict(task))

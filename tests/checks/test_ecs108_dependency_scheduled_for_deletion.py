@@ -10,6 +10,7 @@ import pytest
 
 from guard.iam import actions_for
 from guard.models import Cause, Severity
+from guard.sandbox import ecs_sim
 from guard.sandbox.aws import AwsSandbox
 from guard.sandbox.ecs_sim import EcsSimulator
 from guard.sandbox.faults import FaultProxy, operation
@@ -163,3 +164,28 @@ def test_watch_role_grants_every_read_the_watcher_needs() -> None:
     granted = set(re.findall(r'"([a-z0-9-]+:[A-Za-z*]+)"', TERRAFORM_IAM.read_text()))
     wanted = {"secretsmanager:DescribeSecret", "kms:DescribeKey"}
     assert wanted <= actions_for(["watch"]) and wanted <= granted
+
+
+def test_a_kms_refusal_ecs_words_without_the_key_still_joins_the_keys_incident(
+        aws: Scenario, sim: EcsSimulator, sweep: Sweep, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Secrets Manager may answer a key it cannot use with its own words, naming no key (seen in the wild:
+    # "AccessDeniedException: Access to KMS is not allowed"); the snapshot knows the secret's key and its state.
+    worded = ecs_sim.SECRET_KEY_UNUSABLE.split("InvalidRequestException")[0] + \
+        "AccessDeniedException: Access to KMS is not allowed status code: 400, request id: {request}"
+    monkeypatch.setattr(ecs_sim, "SECRET_KEY_UNUSABLE", worded)
+    kms = aws.client("kms")
+    key = kms.create_key(Description="api secrets")["KeyMetadata"]
+    _service_with_secret(aws, sim, "api", "api-db", kms_key=key["Arn"])
+    kms.disable_key(KeyId=key["KeyId"])
+    [latent] = sweep().incidents
+    assert latent.latent and latent.cause_key == key["Arn"]
+    sim.restart_tasks("prod", "api")
+    sim.tick()
+    ecs = aws.client("ecs")
+    tasks = ecs.describe_tasks(cluster="prod", tasks=ecs.list_tasks(cluster="prod")["taskArns"])["tasks"]
+    assert tasks and all("Access to KMS is not allowed" in t["stoppedReason"] and key["Arn"] not in t["stoppedReason"]
+                         for t in tasks if t["stopCode"] == "TaskFailedToStart")
+    [live] = sweep().incidents
+    assert live.id == latent.id and not live.latent and live.cause_key == key["Arn"]
+    ecs101 = next(s for s in live.signals if s.watcher_id == "ECS101")
+    assert ecs101.message.startswith("2 task(s) failed to start: the KMS key of a secret the task injects")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -226,3 +227,24 @@ def test_a_sweep_where_nothing_expires_now_asks_no_preview(aws: Scenario, sim: E
     [inc] = [i for i in report.incidents if i.cause is Cause.IMAGE_EXPIRY]  # after one more push: a forecast
     assert inc.signals[0].evidence["source"] == "evaluator"
     assert START not in report.stats["by_api"] and GET not in report.stats["by_api"] and pauses == []
+
+
+def test_the_gate_previews_repositories_concurrently(aws: Scenario, guard: GuardRun, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[str] = []
+    monkeypatch.setattr("time.sleep", lambda seconds: threads.append(threading.current_thread().name))
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    containers = []
+    for name in ("api", "web"):
+        repo = aws.repository(name)
+        older = aws.push_image(name, None, arch="amd64")
+        aws.push_image(name, None, arch="arm64")
+        put_lifecycle_policy(aws.sandbox, name, {"rules": [UNTAGGED_KEEP_ONE]})
+        containers.append((name, f"{repo}@{older}"))
+    arn = aws.task_definition("two", containers)
+    out = guard("--task-def", export_task_definition(aws, arn, tmp_path / "td.json"))
+    assert out.code == 1, out.stdout + out.stderr
+    findings = out.findings("IMG004")
+    assert len(findings) == 2 and {f["evidence"]["source"] for f in findings} == {"preview"}
+    assert _calls(out)[START] == 2
+    assert len(set(threads)) == 2  # each repository's polls waited on its own thread

@@ -15,18 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from guard.discovery import discover
 from guard.gateways.aws import AwsSession
 from guard.models import InputError
-from guard.progress import waiting
-
-FIRST_POLL_S = 1.0  # an ECS rollback or a Lambda update is often done within seconds
-
-
-def next_poll(waited_s: float, poll_s: float) -> float:
-    """The wait before the next poll: a quarter of the time waited so far, at least FIRST_POLL_S, at most `poll_s`.
-
-    A wait that ends within seconds is seen within about a second (as a 1 s poller sees it); a long one costs few
-    polls and its end is seen at most a quarter of its time (and `poll_s`) late.
-    """
-    return min(max(FIRST_POLL_S, waited_s / 4), poll_s)
+from guard.progress import next_poll, waiting
 
 if TYPE_CHECKING:
     from guard.gateways.github import PyGithubGateway

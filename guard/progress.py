@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 Update = Callable[[float, str], None]
+FIRST_POLL_S = 1.0  # an ECS rollback, a Lambda update or a lifecycle preview is often done within seconds
+
+
+def next_poll(waited_s: float, poll_s: float) -> float:
+    """The wait before the next poll: a quarter of the time waited so far, at least FIRST_POLL_S, at most `poll_s`.
+
+    A wait that ends within seconds is seen within about a second (as a 1 s poller sees it); a long one costs few
+    polls and its end is seen at most a quarter of its time (and `poll_s`) late.
+    """
+    return min(max(FIRST_POLL_S, waited_s / 4), poll_s)
 
 
 def wait_line(what: str, waited_s: float, deadline_s: float, state: str) -> str:

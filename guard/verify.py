@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from guard.exitcodes import ExitCode
 from guard.models import Cause, Incident, InputError, Severity
-from guard.progress import waiting
+from guard.progress import next_poll, waiting
 from guard.reasons import (
     LAUNCH_FAILURE_GRACE_S,
     Diagnosis,
@@ -314,9 +314,8 @@ def verify(targets: Sequence[Target], aws: AwsSession, options: VerifyOptions, *
            rollback: Callable[[Verdict], Mapping[str, Any]] | None = None) -> VerifyReport:
     """Poll until every target is decided or `options.timeout_s` of `clock` passed; then roll back if asked.
 
-    Polls are `guard.actions.next_poll` apart: about a second at first, backing off to `options.poll_s`.
+    Polls are `guard.progress.next_poll` apart: about a second at first, backing off to `options.poll_s`.
     """
-    from guard.actions import next_poll
 
     started, watch = clock(), _Watch(aws, options, clock)
     decided: dict[str, Verdict] = {}

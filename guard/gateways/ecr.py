@@ -20,6 +20,7 @@ from guard.errors import GatewayError, Unreachable
 from guard.gateways.aws import AwsSession, call, error_code
 from guard.lifecycle_policy import EcrImage, PolicyPreview, RepoKey, RepositoryLifecycle
 from guard.models import ImageRef
+from guard.progress import next_poll
 
 BATCH = 100
 PREVIEW_POLL_S = 5.0  # longest pause between GetLifecyclePolicyPreview polls (they start 1 s apart)
@@ -239,8 +240,6 @@ class Boto3Ecr:
         previews the policy `repo` was read with. Every failure (not supported, denied, throttled, timed out,
         another policy's preview) is an `unavailable` reason, never an error: the evaluator then answers.
         """
-        from guard.actions import next_poll
-
         account, region, repository = repo.key
         where = {"registryId": account, "repositoryName": repository}
         ids = [{"imageDigest": d} for d in sorted(digests)]
